@@ -1,0 +1,235 @@
+"""Provenance records and lineage ids.
+
+Every job writes ``<rule>.provenance.json`` beside its outputs. The lineage id is a hash of the
+rule, its resolved params, the hash of the medrepro modules it depends on and the lineage ids of
+its inputs (the sha256 of an input that no job of this workflow produced), so two results with
+the same lineage id were produced the same way from the same data.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterable
+
+from medrepro.fsutil import sha256_file, write_json
+
+SCHEMA = "medrepro-provenance-v1"
+PACKAGES = ("medrepro", "snakemake", "torch", "numpy", "scipy", "pandas", "scikit-learn", "scikit-image")
+SRC_ROOT = Path(__file__).resolve().parent
+
+
+def module_files(modules: Iterable[str]) -> list[Path]:
+    """Source files of the named medrepro modules (a package name means all of its files)."""
+    files: set[Path] = set()
+    for name in modules:
+        spec = importlib.util.find_spec(name)
+        if spec is None or spec.origin is None:
+            raise ValueError(f"module {name!r} not found")
+        origin = Path(spec.origin)
+        if spec.submodule_search_locations:
+            files.update(origin.parent.rglob("*.py"))
+        else:
+            files.add(origin)
+    return sorted(files)
+
+
+def code_hash(modules: Iterable[str]) -> str:
+    """sha256 over the source of the given modules (paths relative to the package root)."""
+    h = hashlib.sha256()
+    for path in module_files(modules):
+        h.update(str(path.relative_to(SRC_ROOT.parent)).encode())
+        h.update(b"\0")
+        h.update(path.read_bytes())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def imported_code_hash() -> dict[str, Any]:
+    """Hash of every medrepro module this process imported (recorded, not used for reruns)."""
+    names = sorted(n for n, m in sys.modules.items() if n.startswith("medrepro") and getattr(m, "__file__", None))
+    return {"modules": names, "sha256": code_hash(names)}
+
+
+def path_sha256(path: str | Path) -> str:
+    """sha256 of a file, or of a directory as the sorted (relative path, file sha256) list."""
+    path = Path(path)
+    if path.is_dir():
+        h = hashlib.sha256()
+        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+            h.update(f"{f.relative_to(path)}\0{sha256_file(f)}\n".encode())
+        return h.hexdigest()
+    return sha256_file(path)
+
+
+def path_size(path: Path) -> int:
+    if path.is_dir():
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    return path.stat().st_size
+
+
+def provenance_path(rule: str, outputs: list[str | Path]) -> Path:
+    first = Path(outputs[0])
+    return first.parent / f"{rule}.provenance.json"
+
+
+def lookup_lineage(path: str | Path) -> str | None:
+    """Lineage id of ``path`` if a provenance file beside it lists it as an output."""
+    path = Path(path)
+    for prov in sorted(path.parent.glob("*.provenance.json")):
+        try:
+            record = json.loads(prov.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        for out in record.get("outputs", []):
+            if Path(out["path"]) == path:
+                return record["lineage_id"]
+    return None
+
+
+def _git(*args: str) -> str | None:
+    try:
+        return subprocess.run(
+            ["git", *args], capture_output=True, text=True, check=True, cwd=SRC_ROOT, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def git_state() -> dict[str, Any]:
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+
+
+def packages() -> dict[str, str | None]:
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_info(used: str = "cpu") -> dict[str, Any]:
+    """The device a job actually used: CPU model always; GPU, CUDA and driver when on CUDA."""
+    info: dict[str, Any] = {"used": used, "cpu": cpu_model(), "cpu_count": os.cpu_count()}
+    info["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if used.startswith("cuda"):
+        import torch
+
+        idx = torch.device(used).index or 0
+        info["gpu"] = torch.cuda.get_device_name(idx)
+        info["cuda"] = torch.version.cuda
+        info["gpu_memory_gb"] = round(torch.cuda.get_device_properties(idx).total_memory / 2**30, 1)
+        try:
+            smi = subprocess.run(
+                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                capture_output=True, text=True, timeout=10,
+            )
+            info["driver"] = smi.stdout.strip().splitlines()[0] if smi.returncode == 0 else None
+        except (OSError, subprocess.SubprocessError, IndexError):
+            info["driver"] = None
+    return info
+
+
+def slurm_info() -> dict[str, Any] | None:
+    if "SLURM_JOB_ID" not in os.environ:
+        return None
+    keys = {
+        "job_id": "SLURM_JOB_ID", "partition": "SLURM_JOB_PARTITION", "node": "SLURMD_NODENAME",
+        "cpus_on_node": "SLURM_CPUS_ON_NODE", "gpus": "SLURM_GPUS", "job_name": "SLURM_JOB_NAME",
+    }
+    return {k: os.environ.get(v) for k, v in keys.items()}
+
+
+def canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def lineage_id(rule: str, params: dict, code_sha256: str, input_lineages: list[str]) -> str:
+    h = hashlib.sha256()
+    h.update(canonical({"rule": rule, "params": params, "code": code_sha256, "inputs": sorted(input_lineages)}).encode())
+    return h.hexdigest()
+
+
+def now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class Recorder:
+    """Collects provenance for one job. Use ``start()`` before the work, ``finish()`` after."""
+
+    def __init__(self, rule: str, wildcards: dict, params: dict, inputs: list, outputs: list,
+                 code_modules: list[str] | None = None, seeds: dict | None = None):
+        self.rule = rule
+        self.wildcards = {k: str(v) for k, v in dict(wildcards).items()}
+        self.params = params
+        self.inputs = [Path(p) for p in inputs]
+        self.outputs = [Path(p) for p in outputs]
+        self.code_modules = code_modules or []
+        self.seeds = seeds or {}
+        self.device: dict[str, Any] = device_info("cpu")
+        self.started = now()
+
+    def set_device(self, used: str) -> None:
+        self.device = device_info(used)
+
+    def finish(self, path: str | Path | None = None, extra: dict | None = None) -> dict:
+        """Write the provenance record (atomically) and return it."""
+        rule_code = code_hash(self.code_modules) if self.code_modules else code_hash(["medrepro"])
+        inputs = []
+        for p in self.inputs:
+            sha = path_sha256(p)
+            lineage = lookup_lineage(p) or sha
+            inputs.append({"path": str(p), "size": path_size(p), "sha256": sha, "lineage_id": lineage})
+        lid = lineage_id(self.rule, self.params, rule_code, [i["lineage_id"] for i in inputs])
+        outputs = [{"path": str(p), "size": path_size(p), "sha256": path_sha256(p), "lineage_id": lid}
+                   for p in self.outputs if p.exists()]
+        record = {
+            "schema": SCHEMA,
+            "rule": self.rule,
+            "wildcards": self.wildcards,
+            "params": self.params,
+            "inputs": inputs,
+            "outputs": outputs,
+            "code": {
+                **git_state(),
+                "rule_modules": self.code_modules,
+                "rule_modules_sha256": rule_code,
+                "imported": imported_code_hash(),
+            },
+            "python": sys.version.split()[0],
+            "packages": packages(),
+            "host": socket.gethostname(),
+            "platform": platform.platform(),
+            "device": self.device,
+            "slurm": slurm_info(),
+            "seeds": self.seeds,
+            "start": self.started,
+            "end": now(),
+            "lineage_id": lid,
+            "extra": extra or {},
+        }
+        write_json(path or provenance_path(self.rule, self.outputs), record)
+        return record

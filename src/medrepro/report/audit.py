@@ -1,0 +1,103 @@
+"""Generated audit notes. Each study's note is built from its pipeline outputs only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from medrepro.fsutil import write_text
+from medrepro.io.scoliosis import check_disjoint
+from medrepro.report.claims import claims_table, load_claims
+from medrepro.report.leaderboard import rank_study
+from medrepro.report.render import fmt_ci, render
+
+OPEN_CHOICES = {
+    "canvas": "canvas size in px before cropping",
+    "height_ratio": "body y-extent = canvas / height_ratio",
+    "sigma": "Gaussian width (px on the canvas) for joints and limbs",
+    "joint_weight": "multiplier of the joint channel",
+    "limb_weight": "multiplier of the limb channel",
+    "use_score": "Gaussian peak = keypoint confidence",
+    "eps": "values below eps set to 0",
+    "impute": "filling of missing keypoints across frames",
+    "knn_k": "neighbours for KNN imputation",
+    "align": "crop box shared by both channels or per channel",
+    "representation": "joints kept",
+    "out_size": "output side after area resize",
+    "dtype": "stored dtype (quantization)",
+}
+
+
+def write_scoliosis_audit(metrics: list[Path], summaries: list[Path], splits: list[Path], pav_stats: list[Path],
+                          resume: Path, claims: Path, study_config: dict, out_md: Path,
+                          template_dir: Path | None = None) -> str:
+    desc = study_config["descriptor"]
+    primary = desc["primary"]
+    summary_csv = Path(metrics[0]).parents[3] / "summary.csv"
+    df = pd.read_csv(summary_csv, dtype={"split": str, "lineage_id": str})
+    ranked = rank_study(df, desc, 1000, 0)
+    by_run = {r["run"]: r for r in ranked}
+    run_cfgs = {run: {**study_config.get("train_defaults", {}), **cfg} for run, cfg in study_config["runs"].items()}
+    data_kind = study_config.get("data", {}).get("source", "synthetic")
+    chance = desc.get("chance")
+
+    # 1. Is the stack working?
+    stack = []
+    for m_path, s_path in zip(metrics, summaries):
+        m = json.loads(Path(m_path).read_text())
+        s = json.loads(Path(s_path).read_text())
+        rep = m["details"]["val_reproduction"]
+        est = m["metrics"][primary]
+        stack.append({
+            "run": m["run"], "seed": m["seed"], "loss": f"{s['loss_first']:.3f} -> {s['loss_last']:.3f}",
+            "loss_down": s["loss_last"] < s["loss_first"],
+            "reproduced": rep["max_abs_diff"] <= 1e-6, "repro_diff": rep["max_abs_diff"],
+            "primary": fmt_ci(est["estimate"], (est["ci_low"], est["ci_high"])),
+            "beats_chance": chance is not None and est["ci_low"] > chance,
+            "device": s["device"],
+        })
+    resume_result = json.loads(Path(resume).read_text())
+
+    # 2. Claims
+    claim_rows = claims_table(load_claims(claims, "scoliosis"), ranked, run_cfgs, primary, desc["columns"], data_kind)
+
+    # 3. Strongest practical model: best run not selected on test.
+    clean = [r for r in ranked if not r["test_guided"]]
+    best = clean[0] if clean else None
+    tied_with_best = [r["run"] for r in ranked if r is not best and r.get("vs_leader") == "tied"] if best is ranked[0] else []
+
+    # 4. Caveats
+    guided = [r["run"] for r in ranked if r["test_guided"]]
+    split_checks = []
+    for p in splits:
+        sp = json.loads(Path(p).read_text())
+        check_disjoint({k: sp[k] for k in ("train", "val", "test")}, str(p))
+        split_checks.append({"split": Path(p).stem, "counts": sp["counts"], "file": sp.get("split_file")})
+    pav_checks = []
+    for p in pav_stats:
+        st = json.loads(Path(p).read_text())
+        sp = json.loads((Path(p).parents[3] / "splits" / f"{Path(p).parent.name}.json").read_text())
+        pav_checks.append({"split": Path(p).parent.name, "n_fit": st["n_train"], "n_train": len(sp["train"]),
+                           "ok": st["n_train"] == len(sp["train"])})
+
+    # 5. Open preprocessing choices
+    variants = study_config.get("skeleton_maps", {})
+    try:
+        from medrepro.preprocess.skeleton_maps import SkeletonMapParams
+
+        resolved = {name: SkeletonMapParams.from_dict(dict(v)).__dict__ for name, v in variants.items()}
+    except ImportError:
+        resolved = variants
+    used_variants = sorted({cfg["input"].split(".", 1)[1] for cfg in run_cfgs.values() if cfg["input"].startswith("skeleton_maps.")})
+
+    text = render(
+        "audit_scoliosis.md.j2", template_dir, desc=desc, primary=primary, data_kind=data_kind, chance=chance,
+        stack=stack, resume=resume_result, claims=claim_rows, best=best, tied_with_best=tied_with_best,
+        guided=guided, split_checks=split_checks, pav_checks=pav_checks, variants=resolved,
+        used_variants=used_variants, open_choices=OPEN_CHOICES, study=study_config, by_run=by_run, fmt_ci=fmt_ci,
+        ranked=ranked,
+    )
+    write_text(out_md, text)
+    return text

@@ -1,0 +1,46 @@
+"""The wrapper every workflow script runs inside: logging to the rule's log file, provenance
+written on success, no partial outputs on failure (the library writes atomically)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import traceback
+from typing import Any, Iterator
+
+from medrepro.provenance import Recorder
+
+
+def _plain(obj: Any) -> Any:
+    """Snakemake params (Namespaces, dict-likes) -> plain JSON-able data."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    return str(obj)
+
+
+@contextlib.contextmanager
+def job(snakemake, seeds: dict | None = None) -> Iterator[Recorder]:
+    """Run a rule's work; on success write ``snakemake.output.prov``."""
+    log_path = snakemake.log[0] if len(snakemake.log) else None
+    handlers = [logging.FileHandler(log_path, mode="w")] if log_path else []
+    handlers.append(logging.StreamHandler(sys.stderr))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", handlers=handlers, force=True)
+    params = {k: _plain(v) for k, v in snakemake.params.items()}
+    code = params.get("code", {})
+    outputs = [p for name, p in snakemake.output.items() if name != "prov"]
+    inputs = [p for p in snakemake.input]
+    recorder = Recorder(snakemake.rule, dict(snakemake.wildcards.items()), params, inputs, outputs,
+                        code_modules=code.get("modules"), seeds=seeds)
+    logging.info("rule %s wildcards %s", snakemake.rule, dict(snakemake.wildcards.items()))
+    try:
+        yield recorder
+    except BaseException:
+        logging.error("job failed:\n%s", traceback.format_exc())
+        raise
+    recorder.finish(snakemake.output.prov)
+    logging.info("provenance written to %s", snakemake.output.prov)

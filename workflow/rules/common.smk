@@ -1,0 +1,24 @@
+from medrepro import workflow as mw
+
+R = config["results"]
+STUDIES = mw.enabled_studies(config)
+
+# Each study's .smk registers a function listing its metrics.json files, so the aggregation
+# rules never name a study.
+STUDY_METRICS = {}
+
+
+wildcard_constraints:
+    seed=r"\d+",
+    run=r"[A-Za-z0-9_]+",
+    split=r"[A-Za-z0-9_]+",
+    variant=r"[A-Za-z0-9_]+",
+    study=r"[a-z]+",
+
+
+def leaderboard_inputs():
+    return [f"{R}/leaderboard.md"] + [f"{R}/audit/{study}.md" for study in STUDIES]
+
+
+def study_metrics(wildcards):
+    return STUDY_METRICS[wildcards.study]()
