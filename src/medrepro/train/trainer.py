@@ -223,7 +223,7 @@ def train(cfg: TrainConfig, store: SequenceStore, split: dict, run_dir: Path, ch
             scaler.update()
             sched.step()
             step += 1
-            entry = {"step": step, "loss": float(loss), "ce": float(ce), "triplet": float(tri),
+            entry = {"step": step, "loss": loss.item(), "ce": ce.item(), "triplet": tri.item(),
                      "lr": float(opt.param_groups[0]["lr"])}
             if step % cfg.eval_every == 0 or step == cfg.iterations:
                 entry.update(evaluate_splits(eval_splits))

@@ -1,0 +1,49 @@
+import json
+
+import jsonschema
+
+from medrepro.provenance import Recorder, code_hash, lineage_id, lookup_lineage
+
+from conftest import REPO
+
+
+def test_code_hash_depends_on_exactly_the_named_modules():
+    a = code_hash(["medrepro.models.drf"])
+    assert a == code_hash(["medrepro.models.drf"])
+    assert a != code_hash(["medrepro.models.sconet"])
+    assert len(a) == 64
+
+
+def test_lineage_id_changes_with_params_code_and_inputs():
+    base = lineage_id("r", {"lr": 0.1}, "c" * 64, ["x"])
+    assert base == lineage_id("r", {"lr": 0.1}, "c" * 64, ["x"])
+    assert base != lineage_id("r", {"lr": 0.2}, "c" * 64, ["x"])
+    assert base != lineage_id("r", {"lr": 0.1}, "d" * 64, ["x"])
+    assert base != lineage_id("r", {"lr": 0.1}, "c" * 64, ["y"])
+
+
+def test_record_fields_and_schema(tmp_path):
+    raw = tmp_path / "raw.txt"
+    raw.write_text("data")
+    mid = tmp_path / "a" / "mid.txt"
+    mid.parent.mkdir()
+    mid.write_text("step 1")
+    rec1 = Recorder("step1", {}, {"k": 1}, [raw], [mid], code_modules=["medrepro.fsutil"], seeds={"s": 3})
+    r1 = rec1.finish(mid.parent / "step1.provenance.json")
+    assert lookup_lineage(mid) == r1["lineage_id"]
+    out = tmp_path / "b" / "out.txt"
+    out.parent.mkdir()
+    out.write_text("step 2")
+    r2 = Recorder("step2", {"run": "x"}, {}, [mid], [out], code_modules=["medrepro.fsutil"]).finish(
+        out.parent / "step2.provenance.json")
+    schema = json.loads((REPO / "workflow/schemas/provenance.schema.json").read_text())
+    for r in (r1, r2):
+        jsonschema.validate(r, schema)
+        assert r["device"]["used"] == "cpu" and r["device"]["cpu"]
+        assert r["packages"]["torch"].startswith("2.13.0")
+    # the input's lineage is the producing job's lineage id, not just its hash
+    assert r2["inputs"][0]["lineage_id"] == r1["lineage_id"]
+    assert r1["inputs"][0]["lineage_id"] == r1["inputs"][0]["sha256"]
+    assert r1["seeds"] == {"s": 3}
+    assert r2["wildcards"] == {"run": "x"}
+    assert r2["outputs"][0]["sha256"] and r2["outputs"][0]["size"] == 6
