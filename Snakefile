@@ -18,6 +18,7 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/scoliosis.smk"
+include: "workflow/rules/counterfactual.smk"
 include: "workflow/rules/aggregate.smk"
 
 

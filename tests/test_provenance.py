@@ -47,3 +47,15 @@ def test_record_fields_and_schema(tmp_path):
     assert r1["seeds"] == {"s": 3}
     assert r2["wildcards"] == {"run": "x"}
     assert r2["outputs"][0]["sha256"] and r2["outputs"][0]["size"] == 6
+
+
+def test_lineage_differs_between_seeds(tmp_path):
+    """Two seeds of one run share rule, params, code and inputs; the wildcards tell them apart."""
+    ids = []
+    for seed in ("0", "1"):
+        out = tmp_path / seed / "out.txt"
+        out.parent.mkdir()
+        out.write_text("same bytes")
+        ids.append(Recorder("train", {"run": "a", "seed": seed}, {"lr": 0.1}, [], [out],
+                            code_modules=["medrepro.fsutil"]).finish(out.parent / "p.json")["lineage_id"])
+    assert ids[0] != ids[1]

@@ -167,9 +167,12 @@ def canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
 
 
-def lineage_id(rule: str, params: dict, code_sha256: str, input_lineages: list[str]) -> str:
+def lineage_id(rule: str, params: dict, code_sha256: str, input_lineages: list[str],
+               wildcards: dict | None = None) -> str:
+    """Hash of how a result was made: rule, wildcards (e.g. the seed), params, code, inputs."""
     h = hashlib.sha256()
-    h.update(canonical({"rule": rule, "params": params, "code": code_sha256, "inputs": sorted(input_lineages)}).encode())
+    h.update(canonical({"rule": rule, "wildcards": wildcards or {}, "params": params, "code": code_sha256,
+                        "inputs": sorted(input_lineages)}).encode())
     return h.hexdigest()
 
 
@@ -203,7 +206,7 @@ class Recorder:
             sha = path_sha256(p)
             lineage = lookup_lineage(p) or sha
             inputs.append({"path": str(p), "size": path_size(p), "sha256": sha, "lineage_id": lineage})
-        lid = lineage_id(self.rule, self.params, rule_code, [i["lineage_id"] for i in inputs])
+        lid = lineage_id(self.rule, self.params, rule_code, [i["lineage_id"] for i in inputs], self.wildcards)
         outputs = [{"path": str(p), "size": path_size(p), "sha256": path_sha256(p), "lineage_id": lid}
                    for p in self.outputs if p.exists()]
         record = {

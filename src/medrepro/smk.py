@@ -23,6 +23,13 @@ def _plain(obj: Any) -> Any:
     return str(obj)
 
 
+def _flat(items) -> list[str]:
+    out = []
+    for item in items:
+        out.extend(_flat(item) if isinstance(item, (list, tuple)) else [str(item)])
+    return out
+
+
 @contextlib.contextmanager
 def job(snakemake, seeds: dict | None = None) -> Iterator[Recorder]:
     """Run a rule's work; on success write ``snakemake.output.prov``."""
@@ -32,8 +39,8 @@ def job(snakemake, seeds: dict | None = None) -> Iterator[Recorder]:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", handlers=handlers, force=True)
     params = {k: _plain(v) for k, v in snakemake.params.items()}
     code = params.get("code", {})
-    outputs = [p for name, p in snakemake.output.items() if name != "prov"]
-    inputs = [p for p in snakemake.input]
+    outputs = _flat(p for name, p in snakemake.output.items() if name != "prov")
+    inputs = _flat(snakemake.input)
     recorder = Recorder(snakemake.rule, dict(snakemake.wildcards.items()), params, inputs, outputs,
                         code_modules=code.get("modules"), seeds=seeds)
     logging.info("rule %s wildcards %s", snakemake.rule, dict(snakemake.wildcards.items()))

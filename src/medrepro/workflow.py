@@ -24,6 +24,13 @@ RULE_MODULES = {
     "scoliosis_evaluate": ["medrepro.train", "medrepro.metrics", "medrepro.io.scoliosis", "medrepro.io.safe_pickle"],
     "scoliosis_resume_check": ["medrepro.train", "medrepro.metrics", "medrepro.io.scoliosis", "medrepro.io.safe_pickle"],
     "scoliosis_audit": ["medrepro.report", "medrepro.metrics"],
+    "cf_synthesize": ["medrepro.synthetic.counterfactual", "medrepro.counterfactual.checksums",
+                      "medrepro.counterfactual.parse", "medrepro.counterfactual.qc", "medrepro.counterfactual.pipeline"],
+    "cf_verify_checksums": ["medrepro.counterfactual.checksums", "medrepro.counterfactual.pipeline"],
+    "cf_qc": ["medrepro.counterfactual.qc", "medrepro.counterfactual.pipeline"],
+    "cf_score": ["medrepro.counterfactual.score", "medrepro.counterfactual.parse", "medrepro.counterfactual.bootstrap",
+                 "medrepro.counterfactual.pipeline"],
+    "cf_audit": ["medrepro.report", "medrepro.metrics"],
     "study_summary": ["medrepro.report", "medrepro.metrics"],
     "leaderboard": ["medrepro.report", "medrepro.metrics"],
 }

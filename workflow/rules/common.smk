@@ -6,6 +6,8 @@ STUDIES = mw.enabled_studies(config)
 # Each study's .smk registers a function listing its metrics.json files, so the aggregation
 # rules never name a study.
 STUDY_METRICS = {}
+# Extra per-study targets of `rule all` (figures for the report).
+EXTRA_TARGETS = []
 
 
 wildcard_constraints:
@@ -17,7 +19,8 @@ wildcard_constraints:
 
 
 def leaderboard_inputs():
-    return [f"{R}/leaderboard.md"] + [f"{R}/audit/{study}.md" for study in STUDIES]
+    audits = [f"{R}/audit/{study}.md" for study in STUDIES]
+    return [f"{R}/leaderboard.md"] + audits + EXTRA_TARGETS
 
 
 def study_metrics(wildcards):

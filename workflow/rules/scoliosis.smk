@@ -7,7 +7,8 @@ STUDY_METRICS["scoliosis"] = lambda: [
     f"{SC_DIR}/runs/{run}/seed{seed}/metrics.json"
     for run, seed in mw.run_seeds(config, "scoliosis")
 ]
-SC_TRAIN_LOCAL = []
+if "scoliosis" in STUDIES:
+    EXTRA_TARGETS.append(f"{SC_DIR}/figures/skeleton_maps.png")
 
 
 def sc_run(wildcards):
@@ -19,6 +20,11 @@ def sc_split_file(wildcards):
     if SC_SYNTH:
         return f"{SC_DIR}/data/synthetic/{name}"
     return str(Path(SC_DATA["real"]["split_dir"]) / name)
+
+
+def sc_split_input(wildcards):
+    """The split file itself for real data; the synthetic folder that holds it otherwise."""
+    return f"{SC_DIR}/data/synthetic" if SC_SYNTH else sc_split_file(wildcards)
 
 
 def sc_inputs_for(run, seed):
@@ -91,11 +97,12 @@ rule scoliosis_manifest:
 rule scoliosis_split:
     input:
         manifest=rules.scoliosis_manifest.output.manifest,
-        split_file=sc_split_file,
+        split_source=sc_split_input,
     output:
         split=f"{SC_DIR}/splits/{{split}}.json",
         prov=f"{SC_DIR}/splits/{{split}}.scoliosis_split.provenance.json",
     params:
+        split_file=sc_split_file,
         val_fraction=SC_DATA.get("val_fraction"),
         val_seed=SC_DATA.get("val_seed"),
         class_map=SC_DATA.get("class_map"),

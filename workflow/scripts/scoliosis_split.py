@@ -6,7 +6,7 @@ from medrepro.smk import job
 with job(snakemake, seeds={"val": snakemake.params.val_seed}):
     build_split(
         Path(snakemake.input.manifest),
-        Path(snakemake.input.split_file),
+        Path(snakemake.params.split_file),
         Path(snakemake.output.split),
         val_fraction=snakemake.params.val_fraction,
         seed=snakemake.params.val_seed,

@@ -89,10 +89,32 @@ def _load_units(paths: list[str]) -> list[pd.DataFrame]:
             for p in paths]
 
 
+def _paired_diff(leader: dict, other: dict, name: str, iterations: int, seed: int) -> tuple[float, float, float] | None:
+    """Leader minus other on the test units both were evaluated on (same bootstrap draws for
+    both); None when they share under half of either's units."""
+    common = sorted(set(leader["units"]) & set(other["units"]))
+    if len(common) < 0.5 * max(len(leader["units"]), len(other["units"])):
+        return None
+
+    def on_common(r):
+        return [t.set_index("unit_id").loc[common].reset_index() for t in r["tables"]]
+
+    a, b = on_common(leader), on_common(other)
+    w = cluster_weights(a[0]["cluster"], iterations, seed)
+    one = np.ones((1, len(common)))
+    reps = np.mean([compute(name, t, w) for t in a], axis=0) - np.mean([compute(name, t, w) for t in b], axis=0)
+    point = float(np.mean([compute(name, t, one)[0] for t in a]) - np.mean([compute(name, t, one)[0] for t in b]))
+    lo, hi = percentile_ci(reps, LEVEL)
+    return point, lo, hi
+
+
 def rank_study(summary: pd.DataFrame, descriptor: dict, iterations: int, seed: int) -> list[dict]:
     """Rank runs by the seed-mean primary metric; CIs from a bootstrap over test units shared by
-    every seed (and every run evaluated on the same units); ties by a paired bootstrap."""
+    every seed of a run; ties by a paired bootstrap against the first-ranked run on the units
+    both were evaluated on. A descriptor's own ``bootstrap`` overrides iterations and seed."""
     primary, higher = descriptor["primary"], descriptor["higher_is_better"]
+    iterations = int(descriptor.get("bootstrap", {}).get("iterations", iterations))
+    seed = int(descriptor.get("bootstrap", {}).get("seed", seed))
     runs = []
     for run, sub in summary.groupby("run", sort=False):
         tables = _load_units(list(sub["units_path"]))
@@ -105,10 +127,9 @@ def rank_study(summary: pd.DataFrame, descriptor: dict, iterations: int, seed: i
         if r["units"] not in weights_by_units:
             weights_by_units[r["units"]] = cluster_weights(r["tables"][0]["cluster"], iterations, seed)
         w = weights_by_units[r["units"]]
-        r["reps"], r["point"], r["ci"] = {}, {}, {}
+        r["point"], r["ci"] = {}, {}
         for name in descriptor["columns"]:
             reps = np.mean([compute(name, t, w) for t in r["tables"]], axis=0)
-            r["reps"][name] = reps
             r["point"][name] = float(np.mean([compute(name, t, np.ones((1, len(t))))[0] for t in r["tables"]]))
             r["ci"][name] = percentile_ci(reps, LEVEL)
     runs.sort(key=lambda r: r["point"][primary], reverse=higher)
@@ -128,14 +149,14 @@ def rank_study(summary: pd.DataFrame, descriptor: dict, iterations: int, seed: i
         }
         if r is leader:
             row["vs_leader"] = "leader"
-        elif r["units"] != leader["units"]:
-            row["vs_leader"] = "not paired (other test units)"
         else:
-            diff = leader["reps"][primary] - r["reps"][primary]
-            lo, hi = percentile_ci(diff, LEVEL)
-            d = leader["point"][primary] - r["point"][primary]
-            row["diff"] = (d, lo, hi)
-            row["vs_leader"] = "tied" if lo <= 0.0 <= hi else "lower" if higher else "higher"
+            diff = _paired_diff(leader, r, primary, iterations, seed)
+            if diff is None:
+                row["vs_leader"] = "not paired (other test units)"
+            else:
+                row["diff"] = diff
+                worse = "lower" if higher else "higher"
+                row["vs_leader"] = "tied" if diff[1] <= 0.0 <= diff[2] else worse
         rows.append(row)
     return rows
 

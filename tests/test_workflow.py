@@ -1,0 +1,141 @@
+"""The workflow end to end on the tiny config: plan, run, partial reruns, lint, config checks."""
+
+import copy
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from workflow_utils import REPO, TINY, make_workdir, planned_jobs, planned_wildcards, snakemake, write_config
+
+pytestmark = pytest.mark.workflow
+
+
+@pytest.fixture(scope="module")
+def done(tmp_path_factory):
+    """One full tiny run, shared by the tests below."""
+    wd = make_workdir(tmp_path_factory.mktemp("wf"))
+    proc = snakemake(wd, "-c", "2", timeout=1200)
+    return wd, proc
+
+
+def test_plan_lists_the_expected_rules(tmp_path):
+    wd = make_workdir(tmp_path)
+    jobs = planned_jobs(wd)
+    assert jobs["scoliosis_train"] == 5 and jobs["scoliosis_evaluate"] == 5
+    for rule in ("scoliosis_synthesize", "scoliosis_manifest", "scoliosis_skeleton_maps", "scoliosis_pav",
+                 "scoliosis_resume_check", "scoliosis_figure", "study_summary", "leaderboard", "scoliosis_audit"):
+        assert jobs.get(rule, 0) >= 1, rule
+    assert jobs["scoliosis_split"] == 2
+
+
+def test_full_run_outputs(done):
+    wd, _ = done
+    res = wd / "results"
+    board = (res / "leaderboard.md").read_text()
+    for run in TINY["studies"]["scoliosis"]["runs"]:
+        assert f"`{run}`" in board
+    assert "synthetic" in board and "[" in board  # CIs
+    audit = (res / "audit/scoliosis.md").read_text()
+    for heading in ("Is the stack working", "published claims", "Strongest practical model",
+                    "Evaluation caveats", "Preprocessing details"):
+        assert heading in audit
+    assert "not comparable" in audit
+    metrics_schema = json.loads((REPO / "workflow/schemas/metrics.schema.json").read_text())
+    prov_schema = json.loads((REPO / "workflow/schemas/provenance.schema.json").read_text())
+    metrics = sorted(res.glob("scoliosis/runs/*/seed*/metrics.json"))
+    assert len(metrics) == 5
+    for m in metrics:
+        jsonschema.validate(json.loads(m.read_text()), metrics_schema)
+    provs = sorted(res.rglob("*.provenance.json"))
+    assert len(provs) >= 20
+    for p in provs:
+        jsonschema.validate(json.loads(p.read_text()), prov_schema)
+    # the leaderboard has its own provenance naming the summaries it was built from
+    lb = json.loads((res / "leaderboard.provenance.json").read_text())
+    assert any(i["path"].endswith("scoliosis/summary.csv") for i in lb["inputs"])
+    # every lineage link on the leaderboard points at an existing provenance file
+    import re
+
+    links = re.findall(r"\]\(([^)]+\.provenance\.json)\)", board)
+    assert links and all((res / l).exists() for l in links)
+    # the fine-tune's lineage includes its parent's checkpoint lineage
+    ft = json.loads((res / "scoliosis/runs/ske_112_ft/seed0/scoliosis_train.provenance.json").read_text())
+    parent = json.loads((res / "scoliosis/runs/ske_112/seed0/scoliosis_train.provenance.json").read_text())
+    init = next(i for i in ft["inputs"] if i["path"].endswith("ske_112/seed0/checkpoint.pt"))
+    assert init["lineage_id"] == parent["lineage_id"]
+    resume = json.loads((res / "scoliosis/checks/resume.json").read_text())
+    assert resume["identical"] and resume["resumed"]
+    assert (res / "scoliosis/figures/skeleton_maps.png").stat().st_size > 1000
+
+
+def test_nothing_to_do_after_a_run_and_readme_edit_reruns_nothing(done):
+    wd, _ = done
+    (wd / "README.md").write_text("edited\n")
+    assert planned_jobs(wd) == {}
+
+
+def test_changing_one_runs_lr_reruns_exactly_that_run(done):
+    wd, _ = done
+    cfg = copy.deepcopy(TINY)
+    cfg["studies"]["scoliosis"]["runs"]["drf_112"]["lr"] = 0.01
+    write_config(wd, cfg)
+    try:
+        jobs = planned_jobs(wd)
+        outputs = planned_wildcards(wd)
+    finally:
+        write_config(wd, TINY)
+    assert jobs == {"scoliosis_train": 1, "scoliosis_evaluate": 1, "study_summary": 1, "leaderboard": 1,
+                    "scoliosis_audit": 1, "all": 1}
+    runs = {o.split("/runs/")[1].split("/")[0] for o in outputs if "/runs/" in o}
+    assert runs == {"drf_112"}
+
+
+def test_editing_a_model_module_reruns_only_its_runs(done):
+    wd, _ = done
+    drf = wd / "src/medrepro/models/drf.py"
+    original = drf.read_text()
+    drf.write_text(original + "\n# edited\n")
+    try:
+        outputs = planned_wildcards(wd)
+    finally:
+        drf.write_text(original)
+    runs = {o.split("/runs/")[1].split("/")[0] for o in outputs if "/runs/" in o}
+    assert runs == {"drf_112"}
+
+
+def test_editing_the_shared_backbone_reruns_every_run_but_not_preprocessing(done):
+    wd, _ = done
+    common = wd / "src/medrepro/models/common.py"
+    original = common.read_text()
+    common.write_text(original + "\n# edited\n")
+    try:
+        jobs = planned_jobs(wd)
+    finally:
+        common.write_text(original)
+    assert jobs["scoliosis_train"] == 5
+    assert "scoliosis_skeleton_maps" not in jobs and "scoliosis_synthesize" not in jobs
+
+
+def test_lint_is_clean(tmp_path):
+    wd = make_workdir(tmp_path)
+    proc = snakemake(wd, "--lint", check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Congratulations" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("mutate,needle", [
+    (lambda c: c.update(unknown_key=1), "unknown_key"),
+    (lambda c: c["studies"]["scoliosis"]["train_defaults"].update(iterations="many"), "iterations"),
+    (lambda c: c["studies"]["scoliosis"]["runs"]["ske_112"].update(lr_typo=0.1), "lr_typo"),
+])
+def test_config_schema_rejects_bad_keys(tmp_path, mutate, needle):
+    wd = make_workdir(tmp_path)
+    cfg = copy.deepcopy(TINY)
+    mutate(cfg)
+    write_config(wd, cfg)
+    proc = snakemake(wd, "-n", check=False)
+    assert proc.returncode != 0
+    assert needle in proc.stdout + proc.stderr
+    assert not (wd / "results").exists()

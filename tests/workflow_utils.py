@@ -1,0 +1,86 @@
+"""A copy of the workflow in a temporary directory, with a tiny config, for workflow tests."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+COPY = ["Snakefile", "workflow", "config", "src", "profiles", "slurm"]
+
+TINY = {
+    "results": "results",
+    "bootstrap": {"iterations": 200, "seed": 0},
+    "studies": {
+        "scoliosis": {
+            "data": {"synthetic": {"seed": 1, "n_positive": 16, "n_neutral": 16, "n_negative": 40,
+                                   "test_per_class": 6, "frames_min": 20, "frames_max": 30}},
+            "train_defaults": {"iterations": 8, "eval_every": 4, "checkpoint_every": 4, "p": 3, "k": 2,
+                               "clip": 6, "milestones": [100], "resources": {"runtime": 10, "mem_mb": 2000,
+                                                                             "gpu": 1, "cpus_per_gpu": 1}},
+            "runs": {
+                "sconet_112": {"model": "sconet", "input": "silhouette", "split": "112", "seeds": [0]},
+                "ske_112": {"model": "sconet", "input": "skeleton_maps.body_only", "split": "112", "seeds": [0]},
+                "ske_118": {"model": "sconet", "input": "skeleton_maps.body_only", "split": "118",
+                            "class_weights": "auto", "seeds": [0]},
+                "drf_112": {"model": "drf", "input": "skeleton_maps.body_only", "split": "112", "seeds": [0]},
+                "ske_112_ft": {"model": "sconet", "input": "skeleton_maps.body_only", "split": "112",
+                               "init_from": "ske_112", "optimizer": "adamw", "lr": 0.0005, "schedule": "cosine",
+                               "iterations": 4, "seeds": [0]},
+            },
+            "resume_check": {"run": "ske_112", "iterations": 6, "stop_at": 3},
+        }
+    },
+}
+
+
+def make_workdir(tmp: Path, config: dict | None = None) -> Path:
+    """Copy the workflow into ``tmp`` and merge ``config`` (default TINY) over the default."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    for name in COPY:
+        src = REPO / name
+        if src.is_symlink():
+            (tmp / name).symlink_to(src.readlink())
+        elif src.is_dir():
+            shutil.copytree(src, tmp / name, ignore=shutil.ignore_patterns("__pycache__"))
+        elif src.exists():
+            shutil.copy(src, tmp / name)
+    (tmp / "README.md").write_text("copy\n")
+    write_config(tmp, config or TINY)
+    return tmp
+
+
+def write_config(workdir: Path, config: dict) -> Path:
+    path = workdir / "config" / "tiny.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def snakemake(workdir: Path, *args: str, timeout: int = 900, check: bool = True) -> subprocess.CompletedProcess:
+    cmd = ["timeout", "-k", "10", str(timeout), SNAKEMAKE, "--configfile", "config/tiny.yaml", *args]
+    proc = subprocess.run(cmd, cwd=workdir, capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stdout[-5000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
+    """Rule -> count of the jobs `snakemake -n` would run."""
+    out = snakemake(workdir, "-n", "--quiet", "rules", *args).stdout
+    jobs = {}
+    for m in re.finditer(r"^(\w+)\s+(\d+)$", out, re.M):
+        if m.group(1) != "total":
+            jobs[m.group(1)] = int(m.group(2))
+    return jobs
+
+
+def planned_wildcards(workdir: Path, *args: str) -> list[str]:
+    """The output files of every planned job (from `snakemake -n`), to check which runs rerun."""
+    out = snakemake(workdir, "-n", *args).stdout
+    return re.findall(r"^\s+output: (.+)$", out, re.M)
