@@ -23,6 +23,6 @@ include: "workflow/rules/aggregate.smk"
 
 
 rule all:
+    default_target: True
     input:
         leaderboard_inputs(),
-    default_target: True

@@ -12,7 +12,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
-COPY = ["Snakefile", "workflow", "config", "src", "profiles", "slurm"]
+COPY = ["Snakefile", "workflow", "config", "src", "profiles", "slurm", "envs"]
 
 TINY = {
     "results": "results",
@@ -35,7 +35,8 @@ TINY = {
                                "iterations": 4, "seeds": [0]},
             },
             "resume_check": {"run": "ske_112", "iterations": 6, "stop_at": 3},
-        }
+        },
+        "counterfactual": {"enabled": False},
     },
 }
 
@@ -56,9 +57,29 @@ def make_workdir(tmp: Path, config: dict | None = None) -> Path:
     return tmp
 
 
+def merged(default: dict, override: dict) -> dict:
+    """``override`` deep-merged over ``default``; a study's ``runs`` are replaced, not merged."""
+    out = dict(default)
+    for key, value in override.items():
+        if key != "runs" and isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
 def write_config(workdir: Path, config: dict) -> Path:
+    """Write the repo's default config with ``config`` merged over it (runs replaced) as the
+    copy's config/config.yaml *and* config/tiny.yaml.
+
+    Snakemake's ``--configfile`` merges over the Snakefile's default (dicts updated, never
+    replaced), which would keep the default's runs; writing the default too avoids that.
+    """
+    default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    text = yaml.safe_dump(merged(default, config), sort_keys=False)
+    (workdir / "config" / "config.yaml").write_text(text)
     path = workdir / "config" / "tiny.yaml"
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    path.write_text(text)
     return path
 
 

@@ -5,6 +5,7 @@ Kept here (not in the .smk files) so they are plain functions that the tests can
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from medrepro.models import MODEL_MODULES
@@ -23,22 +24,41 @@ RULE_MODULES = {
     "scoliosis_train": ["medrepro.train", "medrepro.metrics", "medrepro.io.scoliosis", "medrepro.io.safe_pickle"],
     "scoliosis_evaluate": ["medrepro.train", "medrepro.metrics", "medrepro.io.scoliosis", "medrepro.io.safe_pickle"],
     "scoliosis_resume_check": ["medrepro.train", "medrepro.metrics", "medrepro.io.scoliosis", "medrepro.io.safe_pickle"],
-    "scoliosis_audit": ["medrepro.report", "medrepro.metrics"],
+    "scoliosis_audit": ["medrepro.report.audit", "medrepro.report.claims", "medrepro.report.leaderboard",
+                        "medrepro.report.render", "medrepro.metrics", "medrepro.io.scoliosis"],
     "cf_synthesize": ["medrepro.synthetic.counterfactual", "medrepro.counterfactual.checksums",
                       "medrepro.counterfactual.parse", "medrepro.counterfactual.qc", "medrepro.counterfactual.pipeline"],
     "cf_verify_checksums": ["medrepro.counterfactual.checksums", "medrepro.counterfactual.pipeline"],
     "cf_qc": ["medrepro.counterfactual.qc", "medrepro.counterfactual.pipeline"],
     "cf_score": ["medrepro.counterfactual.score", "medrepro.counterfactual.parse", "medrepro.counterfactual.bootstrap",
                  "medrepro.counterfactual.pipeline"],
-    "cf_audit": ["medrepro.report", "medrepro.metrics"],
-    "study_summary": ["medrepro.report", "medrepro.metrics"],
-    "leaderboard": ["medrepro.report", "medrepro.metrics"],
+    "cf_audit": ["medrepro.report.audit_counterfactual", "medrepro.report.claims", "medrepro.report.leaderboard",
+                 "medrepro.report.render", "medrepro.metrics", "medrepro.counterfactual.pipeline"],
+    "study_summary": ["medrepro.report.leaderboard", "medrepro.report.render", "medrepro.metrics"],
+    "leaderboard": ["medrepro.report.leaderboard", "medrepro.report.render", "medrepro.metrics"],
 }
 
 
+# Jinja2 templates a rule renders: their hash is part of the rule's code param too.
+RULE_TEMPLATES = {
+    "leaderboard": ["leaderboard.md.j2"],
+    "scoliosis_audit": ["audit_scoliosis.md.j2"],
+    "cf_audit": ["audit_counterfactual.md.j2"],
+}
+TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "workflow" / "templates"
+
+
 def rule_code(rule: str, extra: list[str] | None = None) -> dict:
+    """Modules (and templates) a rule depends on, with one hash over all of them."""
     modules = sorted(set(BASE_MODULES + RULE_MODULES[rule] + (extra or [])))
-    return {"modules": modules, "sha256": code_hash(modules)}
+    digest = code_hash(modules)
+    templates = RULE_TEMPLATES.get(rule, [])
+    if templates:
+        h = hashlib.sha256(digest.encode())
+        for name in templates:
+            h.update((TEMPLATE_DIR / name).read_bytes())
+        digest = h.hexdigest()
+    return {"modules": modules, "templates": templates, "sha256": digest}
 
 
 def study_cfg(config: dict, study: str) -> dict:
@@ -92,3 +112,73 @@ def variant_of(input_name: str) -> str | None:
 
 def results_path(config: dict, *parts: str) -> str:
     return str(Path(config["results"], *parts))
+
+
+# --- scoliosis study: paths and resources of its rules ---------------------------------------
+
+def sc_dir(config: dict) -> str:
+    return results_path(config, "scoliosis")
+
+
+def sc_synthetic(config: dict) -> bool:
+    return study_cfg(config, "scoliosis").get("data", {}).get("source", "synthetic") == "synthetic"
+
+
+def sc_split_file(config: dict, split: str) -> str:
+    data = study_cfg(config, "scoliosis")["data"]
+    name = data["splits"][split]
+    if sc_synthetic(config):
+        return f"{sc_dir(config)}/data/synthetic/{name}"
+    return str(Path(data["real"]["split_dir"]) / name)
+
+
+def sc_split_input(config: dict, split: str) -> str:
+    """The split file itself for real data; the synthetic folder that holds it otherwise."""
+    return f"{sc_dir(config)}/data/synthetic" if sc_synthetic(config) else sc_split_file(config, split)
+
+
+def sc_data_roots(config: dict) -> dict:
+    data = study_cfg(config, "scoliosis").get("data", {})
+    if sc_synthetic(config):
+        base = f"{sc_dir(config)}/data/synthetic"
+        return {"pose_root": f"{base}/Scoliosis1K-pose-pkl", "sil_root": f"{base}/Scoliosis1K-sil-pkl"}
+    real = data.get("real", {})
+    missing = [k for k in ("pose_root", "split_dir") if not real.get(k)]
+    if missing:
+        raise KeyError(f"studies.scoliosis.data.real: set {missing} when data.source is real")
+    return {"pose_root": real["pose_root"], "sil_root": real.get("sil_root")}
+
+
+def sc_inputs(config: dict, run: str, seed: int) -> dict:
+    """Inputs of a run's training / evaluation job (and of the resume check)."""
+    rc = run_cfg(config, "scoliosis", run)
+    d = sc_dir(config)
+    out = {"manifest": f"{d}/data/manifest.json", "split": f"{d}/splits/{rc['split']}.json"}
+    variant = variant_of(rc["input"])
+    if variant:
+        if variant not in study_cfg(config, "scoliosis").get("skeleton_maps", {}):
+            raise KeyError(f"studies.scoliosis.runs.{run}.input: no skeleton_maps variant named {variant!r}")
+        out["prep"] = f"{d}/prep/skeleton_maps/{variant}"
+    if rc["model"] == "drf":
+        out["pav"] = f"{d}/prep/pav/{rc['split']}/pav.npz"
+    if rc.get("init_from"):
+        out["init"] = f"{d}/runs/{rc['init_from']}/seed{init_seed(config, 'scoliosis', run, seed)}/checkpoint.pt"
+    return out
+
+
+def sc_resource(config: dict, run: str, key: str, default, attempt: int = 1):
+    """A run's resource; runtime and memory grow with the retry attempt."""
+    value = run_cfg(config, "scoliosis", run).get("resources", {}).get(key, default)
+    return value * attempt if key in ("runtime", "mem_mb") else value
+
+
+def sc_audit_inputs(config: dict) -> dict:
+    d = sc_dir(config)
+    runs = study_cfg(config, "scoliosis")["runs"]
+    cfgs = {r: run_cfg(config, "scoliosis", r) for r in runs}
+    return {
+        "metrics": [f"{d}/runs/{r}/seed{s}/metrics.json" for r, s in run_seeds(config, "scoliosis")],
+        "summaries": [f"{d}/runs/{r}/seed{s}/train_summary.json" for r, s in run_seeds(config, "scoliosis")],
+        "splits": sorted({f"{d}/splits/{c['split']}.json" for c in cfgs.values()}),
+        "pav_stats": sorted({f"{d}/prep/pav/{c['split']}/minmax_train.json" for c in cfgs.values() if c["model"] == "drf"}),
+    }

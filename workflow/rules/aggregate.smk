@@ -21,11 +21,13 @@ rule study_summary:
             category="figures",
         ),
         prov=f"{R}/{{study}}/study_summary.provenance.json",
+    log:
+        f"{R}/logs/{{study}}/summary.log",
+    conda:
+        CONDA_ENV
     params:
         descriptor=lambda w: config["studies"][w.study]["descriptor"],
         code=mw.rule_code("study_summary"),
-    log:
-        f"{R}/logs/{{study}}/summary.log",
     script:
         "../scripts/study_summary.py"
 
@@ -35,15 +37,21 @@ rule leaderboard:
         summaries=expand(f"{R}/{{study}}/summary.csv", study=STUDIES),
         metrics=[m for study in STUDIES for m in STUDY_METRICS[study]()],
     output:
-        md=report(f"{R}/leaderboard.md", caption="../report/leaderboard.rst", category="leaderboard"),
+        md=report(
+            f"{R}/leaderboard.md",
+            caption="../report/leaderboard.rst",
+            category="leaderboard",
+        ),
         prov=f"{R}/leaderboard.provenance.json",
+    log:
+        f"{R}/logs/leaderboard.log",
+    conda:
+        CONDA_ENV
     params:
         studies=STUDIES,
         descriptors={s: config["studies"][s]["descriptor"] for s in STUDIES},
         bootstrap=config["bootstrap"],
         title=config["leaderboard"]["title"],
         code=mw.rule_code("leaderboard"),
-    log:
-        f"{R}/logs/leaderboard.log",
     script:
         "../scripts/leaderboard.py"

@@ -1,6 +1,8 @@
 from medrepro import workflow as mw
 
 R = config["results"]
+# One environment for every rule (`--sdm conda`), pinned like pyproject.toml.
+CONDA_ENV = "../../envs/medrepro.yaml"
 STUDIES = mw.enabled_studies(config)
 
 # Each study's .smk registers a function listing its metrics.json files, so the aggregation

@@ -19,6 +19,12 @@ if "counterfactual" in STUDIES:
     EXTRA_TARGETS.append(f"{CF_DIR}/figures/qc.png")
 
 
+localrules:
+    cf_verify_checksums,
+    cf_score,
+    cf_audit,
+
+
 rule cf_synthesize:
     output:
         **CFL["synthetic_outputs"],
@@ -27,6 +33,8 @@ rule cf_synthesize:
         prov=f"{CF_DIR}/data/cf_synthesize.provenance.json",
     log:
         f"{R}/logs/counterfactual/synthesize.log",
+    conda:
+        CONDA_ENV
     params:
         synthetic=CF_DATA.get("synthetic", {}),
         models=CF.get("models", {}),
@@ -44,6 +52,8 @@ rule cf_verify_checksums:
         prov=f"{CF_DIR}/checks/cf_verify_checksums.provenance.json",
     log:
         f"{R}/logs/counterfactual/verify_checksums.log",
+    conda:
+        CONDA_ENV
     params:
         bundle_root=lambda w: CFL["bundle"],
         manifests=CFL["manifests"],
@@ -70,6 +80,8 @@ rule cf_qc:
         f"{R}/logs/counterfactual/qc.log",
     benchmark:
         f"{R}/benchmarks/counterfactual/qc.tsv"
+    conda:
+        CONDA_ENV
     threads: 2
     resources:
         mem_mb=2000,
@@ -103,6 +115,8 @@ rule cf_score:
         f"{R}/benchmarks/counterfactual/score_{{model}}.tsv"
     wildcard_constraints:
         model=r"[A-Za-z0-9_.-]+",
+    conda:
+        CONDA_ENV
     resources:
         mem_mb=2000,
         runtime=10,
@@ -136,6 +150,8 @@ rule cf_audit:
         prov=f"{R}/audit/cf_audit.provenance.json",
     log:
         f"{R}/logs/counterfactual/audit.log",
+    conda:
+        CONDA_ENV
     params:
         study_config=CF,
         lpips=CFL["lpips"],

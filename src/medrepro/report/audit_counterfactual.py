@@ -156,7 +156,7 @@ def write_counterfactual_audit(checks: Path, qc_summary: Path, scores: list[Path
             "gap_exact": fmt_ci(gaps["mean:gap_exact"]["estimate"], (gaps["mean:gap_exact"]["ci_low"], gaps["mean:gap_exact"]["ci_high"])),
             "gap_graded": fmt_ci(gaps["mean:gap_graded"]["estimate"], (gaps["mean:gap_graded"]["ci_low"], gaps["mean:gap_graded"]["ci_high"])),
             "n_clusters": rec["n_clusters"], "agree": agree,
-            "vs": (f"{r['vs_leader']}: {fmt_ci(r['diff'][0], r['diff'][1:])}" if "diff" in r else r["vs_leader"]),
+            "vs": (f"{r['vs_leader']} {fmt_ci(r['diff'][0], r['diff'][1:])}" if "diff" in r else r["vs_leader"]),
         })
     tied = [r["run"] for r in ranked[1:] if r["vs_leader"] == "tied"]
     unpaired = [r["run"] for r in ranked[1:] if r["vs_leader"].startswith("not paired")]

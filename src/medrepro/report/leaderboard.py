@@ -154,9 +154,10 @@ def rank_study(summary: pd.DataFrame, descriptor: dict, iterations: int, seed: i
             if diff is None:
                 row["vs_leader"] = "not paired (other test units)"
             else:
+                if not higher:  # report how much worse, as a positive number, either way
+                    diff = (-diff[0], -diff[2], -diff[1])
                 row["diff"] = diff
-                worse = "lower" if higher else "higher"
-                row["vs_leader"] = "tied" if diff[1] <= 0.0 <= diff[2] else worse
+                row["vs_leader"] = "tied" if diff[1] <= 0.0 <= diff[2] else "worse by"
         rows.append(row)
     return rows
 
@@ -200,6 +201,8 @@ def write_leaderboard(summaries: list[Path], studies: list[str], descriptors: di
             "study": study, "descriptor": desc, "rows": rows, "data_kinds": sorted(set(df["data"].astype(str))),
             "usage": compute_usage([Path(p) for p in df["metrics_path"]]),
             "summary": os.path.relpath(summary_path, out_md.parent),
+            "bootstrap": {"iterations": int(desc.get("bootstrap", {}).get("iterations", bootstrap["iterations"])),
+                          "seed": int(desc.get("bootstrap", {}).get("seed", bootstrap["seed"]))},
         })
     text = render("leaderboard.md.j2", template_dir, title=title, sections=sections, bootstrap=bootstrap,
                   level=LEVEL, fmt_ci=fmt_ci)
