@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= all
 
-.PHONY: leaderboard test install lint clean
+.PHONY: leaderboard test install lint clean readme-dag
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,3 +27,6 @@ lint: $(STAMP)
 
 clean:
 	rm -rf results .snakemake
+
+readme-dag: $(STAMP)
+	$(BIN)/python -m medrepro.docs .

@@ -53,7 +53,7 @@ def make_workdir(tmp: Path, config: dict | None = None) -> Path:
         elif src.exists():
             shutil.copy(src, tmp / name)
     (tmp / "README.md").write_text("copy\n")
-    write_config(tmp, config or TINY)
+    write_config(tmp, TINY if config is None else config)
     return tmp
 
 

@@ -31,6 +31,7 @@ RULE_MODULES = {
     "cf_verify_checksums": ["medrepro.counterfactual.checksums", "medrepro.counterfactual.pipeline"],
     "cf_qc": ["medrepro.counterfactual.qc", "medrepro.counterfactual.pipeline"],
     "cf_score": ["medrepro.counterfactual.score", "medrepro.counterfactual.parse", "medrepro.counterfactual.bootstrap",
+                 "medrepro.metrics.bootstrap",
                  "medrepro.counterfactual.pipeline"],
     "cf_audit": ["medrepro.report.audit_counterfactual", "medrepro.report.claims", "medrepro.report.leaderboard",
                  "medrepro.report.render", "medrepro.metrics", "medrepro.counterfactual.pipeline"],

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from medrepro.errors import InputError
+from medrepro.metrics.bootstrap import draw_chunks
 
 __all__ = ["cluster_sums", "bootstrap_replicates", "clustered_bootstrap_ci", "paired_clustered_bootstrap_diff"]
 
@@ -58,16 +59,15 @@ def cluster_sums(values: Any, clusters: Sequence[Any], *more_values: Any) -> tup
 
 
 def _draws(k: int, iterations: int, seed: int, chunk: int):
+    """(start, drawn cluster indices) per chunk: the shared frozen draws of medrepro.metrics."""
     if iterations < 1:
         raise InputError(None, "iterations", f"{iterations}", "a positive number of iterations")
     if chunk < 1:
         raise InputError(None, "chunk", f"{chunk}", "a positive chunk size")
-    rng = np.random.default_rng(seed)
-    done = 0
-    while done < iterations:
-        m = min(chunk, iterations - done)
-        yield done, rng.integers(0, k, size=(m, k))
-        done += m
+    start = 0
+    for idx in draw_chunks(k, iterations, seed, chunk):
+        yield start, idx
+        start += len(idx)
 
 
 def bootstrap_replicates(values: Any, clusters: Sequence[Any], iterations: int = 10000, seed: int = 42,
