@@ -42,6 +42,11 @@ def test_full_run_outputs(done):
                     "Evaluation caveats", "Preprocessing details"):
         assert heading in audit
     assert "not comparable" in audit
+    # a run whose checkpoint was picked on test metrics is flagged wherever its number appears
+    assert "`ske_112_ft` (test-guided)" in board
+    assert "found in ske_112_ft" in audit
+    summary = (res / "scoliosis/summary.csv").read_text()
+    assert "ske_112_ft,0,112,synthetic,test,True" in summary
     metrics_schema = json.loads((REPO / "workflow/schemas/metrics.schema.json").read_text())
     prov_schema = json.loads((REPO / "workflow/schemas/provenance.schema.json").read_text())
     metrics = sorted(res.glob("scoliosis/runs/*/seed*/metrics.json"))
@@ -139,3 +144,12 @@ def test_config_schema_rejects_bad_keys(tmp_path, mutate, needle):
     assert proc.returncode != 0
     assert needle in proc.stdout + proc.stderr
     assert not (wd / "results").exists()
+
+
+def test_html_report_has_figures_and_tables(done):
+    wd, _ = done
+    snakemake(wd, "--report", "report.html")
+    html = (wd / "report.html").read_text(errors="replace")
+    assert len(html) > 10_000
+    for name in ("leaderboard.md", "skeleton_maps.png", "summary.csv", "primary_metric.png", "scoliosis.md"):
+        assert name in html, name

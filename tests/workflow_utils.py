@@ -32,7 +32,7 @@ TINY = {
                 "drf_112": {"model": "drf", "input": "skeleton_maps.body_only", "split": "112", "seeds": [0]},
                 "ske_112_ft": {"model": "sconet", "input": "skeleton_maps.body_only", "split": "112",
                                "init_from": "ske_112", "optimizer": "adamw", "lr": 0.0005, "schedule": "cosine",
-                               "iterations": 4, "seeds": [0]},
+                               "iterations": 4, "selection": "test", "seeds": [0]},
             },
             "resume_check": {"run": "ske_112", "iterations": 6, "stop_at": 3},
         },
