@@ -236,6 +236,7 @@ rule scoliosis_audit:
         CONDA_ENV
     params:
         study_config=SC,
+        bootstrap=config["bootstrap"],
         code=mw.rule_code("scoliosis_audit"),
     script:
         "../scripts/scoliosis_audit.py"

@@ -12,5 +12,7 @@ with job(snakemake):
         resume=Path(snakemake.input.resume),
         claims=Path(snakemake.input.claims),
         study_config=dict(snakemake.params.study_config),
+        summary_csv=Path(snakemake.input.summary_csv),
+        bootstrap=dict(snakemake.params.bootstrap),
         out_md=Path(snakemake.output.md),
     )

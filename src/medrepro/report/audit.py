@@ -30,14 +30,18 @@ OPEN_CHOICES = {
 }
 
 
+def _counts(counts: dict) -> str:
+    return ", ".join(f"{label} {n}" for label, n in sorted(counts.items()))
+
+
 def write_scoliosis_audit(metrics: list[Path], summaries: list[Path], splits: list[Path], pav_stats: list[Path],
-                          resume: Path, claims: Path, study_config: dict, out_md: Path,
-                          template_dir: Path | None = None) -> str:
+                          resume: Path, claims: Path, study_config: dict, out_md: Path, summary_csv: Path,
+                          bootstrap: dict, template_dir: Path | None = None) -> str:
     desc = study_config["descriptor"]
     primary = desc["primary"]
-    summary_csv = Path(metrics[0]).parents[3] / "summary.csv"
     df = pd.read_csv(summary_csv, dtype={"split": str, "lineage_id": str})
-    ranked = rank_study(df, desc, 1000, 0)
+    iterations, boot_seed = int(bootstrap["iterations"]), int(bootstrap["seed"])
+    ranked = rank_study(df, desc, iterations, boot_seed)
     by_run = {r["run"]: r for r in ranked}
     run_cfgs = {run: {**study_config.get("train_defaults", {}), **cfg} for run, cfg in study_config["runs"].items()}
     data_kind = study_config.get("data", {}).get("source", "synthetic")
@@ -63,10 +67,12 @@ def write_scoliosis_audit(metrics: list[Path], summaries: list[Path], splits: li
     # 2. Claims
     claim_rows = claims_table(load_claims(claims, "scoliosis"), ranked, run_cfgs, primary, desc["columns"], data_kind)
 
-    # 3. Strongest practical model: best run not selected on test.
-    clean = [r for r in ranked if not r["test_guided"]]
+    # 3. Strongest practical model: the best run not selected on test, ties among those runs.
+    clean_df = df[~df["test_guided"].astype(bool)]
+    clean = rank_study(clean_df, desc, iterations, boot_seed) if len(clean_df) else []
     best = clean[0] if clean else None
-    tied_with_best = [r["run"] for r in ranked if r is not best and r.get("vs_leader") == "tied"] if best is ranked[0] else []
+    tied_with_best = [r["run"] for r in clean[1:] if r["vs_leader"] == "tied"]
+    best_beats_chance = best is not None and chance is not None and best["ci"][primary][0] > chance
 
     # 4. Caveats
     guided = [r["run"] for r in ranked if r["test_guided"]]
@@ -74,7 +80,8 @@ def write_scoliosis_audit(metrics: list[Path], summaries: list[Path], splits: li
     for p in splits:
         sp = json.loads(Path(p).read_text())
         check_disjoint({k: sp[k] for k in ("train", "val", "test")}, str(p))
-        split_checks.append({"split": Path(p).stem, "counts": sp["counts"], "file": sp.get("split_file")})
+        split_checks.append({"split": Path(p).stem, "file": sp.get("split_file"),
+                             "counts": {k: _counts(v) for k, v in sp["counts"].items()}})
     pav_checks = []
     for p in pav_stats:
         st = json.loads(Path(p).read_text())
@@ -95,6 +102,7 @@ def write_scoliosis_audit(metrics: list[Path], summaries: list[Path], splits: li
     text = render(
         "audit_scoliosis.md.j2", template_dir, desc=desc, primary=primary, data_kind=data_kind, chance=chance,
         stack=stack, resume=resume_result, claims=claim_rows, best=best, tied_with_best=tied_with_best,
+        best_beats_chance=best_beats_chance,
         guided=guided, split_checks=split_checks, pav_checks=pav_checks, variants=resolved,
         used_variants=used_variants, open_choices=OPEN_CHOICES, study=study_config, by_run=by_run, fmt_ci=fmt_ci,
         ranked=ranked,
