@@ -97,28 +97,27 @@ def test_changing_one_runs_lr_reruns_exactly_that_run(done):
     assert runs == {"drf_112"}
 
 
+def _plan_after_edit(wd, relpath, planner):
+    """What Snakemake would run after appending a comment to one library module."""
+    module = wd / relpath
+    original = module.read_text()
+    module.write_text(original + "\n# edited\n")
+    try:
+        return planner(wd)
+    finally:
+        module.write_text(original)
+
+
 def test_editing_a_model_module_reruns_only_its_runs(done):
     wd, _ = done
-    drf = wd / "src/medrepro/models/drf.py"
-    original = drf.read_text()
-    drf.write_text(original + "\n# edited\n")
-    try:
-        outputs = planned_wildcards(wd)
-    finally:
-        drf.write_text(original)
+    outputs = _plan_after_edit(wd, "src/medrepro/models/drf.py", planned_wildcards)
     runs = {o.split("/runs/")[1].split("/")[0] for o in outputs if "/runs/" in o}
     assert runs == {"drf_112"}
 
 
 def test_editing_the_shared_backbone_reruns_every_run_but_not_preprocessing(done):
     wd, _ = done
-    common = wd / "src/medrepro/models/common.py"
-    original = common.read_text()
-    common.write_text(original + "\n# edited\n")
-    try:
-        jobs = planned_jobs(wd)
-    finally:
-        common.write_text(original)
+    jobs = _plan_after_edit(wd, "src/medrepro/models/common.py", planned_jobs)
     assert jobs["scoliosis_train"] == 5
     assert "scoliosis_skeleton_maps" not in jobs and "scoliosis_synthesize" not in jobs
 

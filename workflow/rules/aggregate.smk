@@ -36,6 +36,10 @@ rule leaderboard:
     input:
         summaries=expand(f"{R}/{{study}}/summary.csv", study=STUDIES),
         metrics=[m for study in STUDIES for m in STUDY_METRICS[study]()],
+        # the leaderboard links each study's audit note and report figures, so asking for
+        # results/leaderboard.md builds everything
+        audits=expand(f"{R}/audit/{{study}}.md", study=STUDIES),
+        figures=EXTRA_TARGETS,
     output:
         md=report(
             f"{R}/leaderboard.md",

@@ -21,8 +21,7 @@ wildcard_constraints:
 
 
 def leaderboard_inputs():
-    audits = [f"{R}/audit/{study}.md" for study in STUDIES]
-    return [f"{R}/leaderboard.md"] + audits + EXTRA_TARGETS
+    return [f"{R}/leaderboard.md"]
 
 
 def study_metrics(wildcards):

@@ -11,4 +11,5 @@ with job(snakemake):
         bootstrap=dict(snakemake.params.bootstrap),
         title=snakemake.params.title,
         out_md=Path(snakemake.output.md),
+        audits=[Path(p) for p in snakemake.input.audits],
     )

@@ -188,8 +188,9 @@ def compute_usage(metrics_paths: list[Path]) -> dict:
 
 
 def write_leaderboard(summaries: list[Path], studies: list[str], descriptors: dict, bootstrap: dict, title: str,
-                      out_md: Path, template_dir: Path | None = None) -> str:
+                      out_md: Path, audits: list[Path] | None = None, template_dir: Path | None = None) -> str:
     sections = []
+    audit_of = {Path(a).stem: os.path.relpath(a, out_md.parent) for a in (audits or [])}
     for study, summary_path in zip(studies, summaries):
         df = pd.read_csv(summary_path, dtype={"split": str, "lineage_id": str})
         desc = descriptors[study]
@@ -201,6 +202,7 @@ def write_leaderboard(summaries: list[Path], studies: list[str], descriptors: di
             "study": study, "descriptor": desc, "rows": rows, "data_kinds": sorted(set(df["data"].astype(str))),
             "usage": compute_usage([Path(p) for p in df["metrics_path"]]),
             "summary": os.path.relpath(summary_path, out_md.parent),
+            "audit": audit_of.get(study),
             "bootstrap": {"iterations": int(desc.get("bootstrap", {}).get("iterations", bootstrap["iterations"])),
                           "seed": int(desc.get("bootstrap", {}).get("seed", bootstrap["seed"]))},
         })
