@@ -1,22 +1,30 @@
+import os
+import shutil
+import subprocess
 import sys
+import time
 from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
+@pytest.fixture
+def npy_pose_loader(monkeypatch):
+    """Let rasterizer / PAV tests keep their hand-made poses as .npy files: load_pose reads
+    them with numpy instead of the Scoliosis1K pickle reader."""
+    import medrepro.io.scoliosis as mod
+
+    monkeypatch.setattr(mod, "load_pose", lambda path: np.load(path))
+
+
+
 # --- SLURM test cluster (tests/slurm/cluster.sh) ------------------------------
-import os as _os  # noqa: E402
-import shutil as _shutil  # noqa: E402
-import subprocess as _subprocess  # noqa: E402
-import sys as _sys  # noqa: E402
-from pathlib import Path as _Path  # noqa: E402
-from types import SimpleNamespace as _SimpleNamespace  # noqa: E402
-
-import pytest as _pytest  # noqa: E402
-
-
-@_pytest.fixture(scope="session")
+@pytest.fixture(scope="session")
 def slurm_cluster(tmp_path_factory):
     """A single-node Slurm cluster (tests/slurm/cluster.sh) for this session.
 
@@ -25,19 +33,19 @@ def slurm_cluster(tmp_path_factory):
     had (not root, no apt / packages), except under CI (``$CI`` set), where
     that is a failure: CI must never skip the SLURM tests.
     """
-    script = _Path(__file__).resolve().parent / "slurm" / "cluster.sh"
-    ci = _os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+    script = Path(__file__).resolve().parent / "slurm" / "cluster.sh"
+    ci = os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
     def unavailable(reason):
         if ci:
-            _pytest.fail(
+            pytest.fail(
                 f"SLURM test cluster unavailable under CI: {reason}", pytrace=False
             )
-        _pytest.skip(reason)
+        pytest.skip(reason)
 
-    if not _sys.platform.startswith("linux") or _shutil.which("bash") is None:
+    if not sys.platform.startswith("linux") or shutil.which("bash") is None:
         unavailable("the SLURM test cluster needs Linux and bash")
-    if _os.geteuid() != 0:
+    if os.geteuid() != 0:
         unavailable(
             "the SLURM test cluster needs root "
             "(it installs packages and writes /etc/slurm)"
@@ -46,7 +54,7 @@ def slurm_cluster(tmp_path_factory):
     state_dir = tmp_path_factory.mktemp("slurm-cluster")
 
     def run(action, timeout):
-        return _subprocess.run(
+        return subprocess.run(
             ["bash", str(script), action, str(state_dir)],
             capture_output=True,
             text=True,
@@ -57,13 +65,13 @@ def slurm_cluster(tmp_path_factory):
         try:
             # may apt-get install the packages first
             started = run("start", timeout=900)
-        except _subprocess.TimeoutExpired as exc:
-            _pytest.fail(f"cluster.sh start timed out:\n{exc.stderr or ''}", pytrace=False)
+        except subprocess.TimeoutExpired as exc:
+            pytest.fail(f"cluster.sh start timed out:\n{exc.stderr or ''}", pytrace=False)
         if started.returncode in (77, 78):  # cannot install / installation failed
             lines = started.stderr.strip().splitlines()
             unavailable(lines[-1] if lines else "cluster.sh start: packages unavailable")
         if started.returncode != 0:
-            _pytest.fail(
+            pytest.fail(
                 f"cluster.sh start failed (exit {started.returncode}):\n"
                 f"{started.stdout}\n{started.stderr}",
                 pytrace=False,
@@ -73,7 +81,7 @@ def slurm_cluster(tmp_path_factory):
             for line in (state_dir / "cluster.env").read_text().splitlines()
             if "=" in line
         )
-        yield _SimpleNamespace(
+        yield SimpleNamespace(
             state_dir=state_dir,
             hostname=env["SLURM_TEST_NODE"],
             partition=env["SLURM_TEST_PARTITION"],
@@ -84,13 +92,33 @@ def slurm_cluster(tmp_path_factory):
     finally:
         try:
             stopped = run("stop", timeout=180)
-        except _subprocess.TimeoutExpired as exc:
-            stopped = _SimpleNamespace(returncode="timeout", stderr=exc.stderr or "")
+        except subprocess.TimeoutExpired as exc:
+            stopped = SimpleNamespace(returncode="timeout", stderr=exc.stderr or "")
         if stopped.returncode != 0:
             print(
                 f"cluster.sh stop failed (exit {stopped.returncode}):\n{stopped.stderr}",
-                file=_sys.stderr,
+                file=sys.stderr,
             )
         else:
             # the MariaDB datadir is ~100 MB; keep the logs for post-mortems
-            _shutil.rmtree(state_dir / "mysql", ignore_errors=True)
+            shutil.rmtree(state_dir / "mysql", ignore_errors=True)
+
+
+# --- the tiny config run locally, once per session -----------------------------
+@pytest.fixture(scope="session")
+def tiny_local_results(tmp_path_factory):
+    """The TINY config (tests/workflow_utils.py) run locally, ``snakemake -c 2``, default target.
+
+    Shared by the tests that need a finished local run: tests/test_workflow.py and the
+    reference results that tests/test_slurm_workflow.py compares the SLURM run against.
+    Returns ``workdir``, ``proc`` (the CompletedProcess) and ``seconds``. Tests must not
+    change its results (dry runs and restored edits only).
+    """
+    from workflow_utils import make_workdir, snakemake
+
+    workdir = make_workdir(tmp_path_factory.mktemp("tiny-local"))
+    t0 = time.monotonic()
+    proc = snakemake(workdir, "-c", "2", timeout=1200)
+    seconds = time.monotonic() - t0
+    print(f"\n[tiny_local_results] local run of the tiny config: {seconds:.1f} s")
+    return SimpleNamespace(workdir=workdir, proc=proc, seconds=seconds)

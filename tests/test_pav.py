@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
-import types
 from pathlib import Path
 
 import numpy as np
@@ -125,18 +123,7 @@ def test_scaled_values_in_unit_interval():
     assert (apply_minmax(pavs["00003"], flat) == 0.0).all()
 
 
-@pytest.fixture
-def fake_loader(monkeypatch):
-    """Until medrepro.io.scoliosis exists: a tiny loader for .npy poses."""
-    try:
-        import medrepro.io.scoliosis as mod
-    except ImportError:
-        mod = types.ModuleType("medrepro.io.scoliosis")
-        monkeypatch.setitem(sys.modules, "medrepro.io.scoliosis", mod)
-    monkeypatch.setattr(mod, "load_pose", lambda path: np.load(path), raising=False)
-
-
-def test_build_pav_end_to_end(tmp_path: Path, fake_loader):
+def test_build_pav_end_to_end(tmp_path: Path, npy_pose_loader):
     rng = np.random.default_rng(3)
     (tmp_path / "poses").mkdir()
     seqs = []

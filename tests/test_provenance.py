@@ -59,3 +59,16 @@ def test_lineage_differs_between_seeds(tmp_path):
         ids.append(Recorder("train", {"run": "a", "seed": seed}, {"lr": 0.1}, [], [out],
                             code_modules=["medrepro.fsutil"]).finish(out.parent / "p.json")["lineage_id"])
     assert ids[0] != ids[1]
+
+
+def test_slurm_fields_from_the_job_environment(monkeypatch):
+    from medrepro.provenance import slurm_info
+
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    assert slurm_info() is None
+    for key, value in {"SLURM_JOB_ID": "42", "SLURM_JOB_PARTITION": "gpu", "SLURMD_NODENAME": "n1",
+                       "SLURM_CLUSTER_NAME": "lab", "SLURM_GPUS_ON_NODE": "1", "SLURM_STEP_ID": "0"}.items():
+        monkeypatch.setenv(key, value)
+    info = slurm_info()
+    assert info["job_id"] == "42" and info["partition"] == "gpu" and info["node"] == "n1"
+    assert info["cluster"] == "lab" and info["gpus"] == "1" and info["step_id"] == "0"

@@ -342,21 +342,7 @@ def _write_fake_dataset(tmp_path: Path, n: int) -> Path:
     return manifest
 
 
-@pytest.fixture
-def fake_loader(monkeypatch):
-    """Until medrepro.io.scoliosis exists: a tiny loader for .npy poses."""
-    import sys
-    import types
-
-    try:
-        import medrepro.io.scoliosis as mod  # noqa: F401
-    except ImportError:
-        mod = types.ModuleType("medrepro.io.scoliosis")
-        monkeypatch.setitem(sys.modules, "medrepro.io.scoliosis", mod)
-    monkeypatch.setattr(mod, "load_pose", lambda path: np.load(path), raising=False)
-
-
-def test_build_skeleton_maps_writes_atomically(tmp_path, fake_loader):
+def test_build_skeleton_maps_writes_atomically(tmp_path, npy_pose_loader):
     manifest = _write_fake_dataset(tmp_path, 3)
     params = SkeletonMapParams(out_size=32)
     out = tmp_path / "maps"
@@ -400,7 +386,7 @@ def test_plot_skeleton_frames_writes_png(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["fig.png"]
 
 
-def test_build_skeleton_maps_in_worker_processes_gives_same_bytes(tmp_path, fake_loader):
+def test_build_skeleton_maps_in_worker_processes_gives_same_bytes(tmp_path, npy_pose_loader):
     manifest = _write_fake_dataset(tmp_path, 3)
     params = SkeletonMapParams(out_size=32, representation="body-only")
     one = sm.build_skeleton_maps(manifest, tmp_path / "a", params)

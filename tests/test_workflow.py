@@ -13,11 +13,9 @@ pytestmark = pytest.mark.workflow
 
 
 @pytest.fixture(scope="module")
-def done(tmp_path_factory):
-    """One full tiny run, shared by the tests below."""
-    wd = make_workdir(tmp_path_factory.mktemp("wf"))
-    proc = snakemake(wd, "-c", "2", timeout=1200)
-    return wd, proc
+def done(tiny_local_results):
+    """The full tiny run (once per session, see conftest), shared by the tests below."""
+    return tiny_local_results.workdir, tiny_local_results.proc
 
 
 def test_plan_lists_the_expected_rules(tmp_path):

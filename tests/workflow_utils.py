@@ -68,6 +68,11 @@ def merged(default: dict, override: dict) -> dict:
     return out
 
 
+def full_config(config: dict) -> dict:
+    """The repo's default config with ``config`` merged over it (what the workflow sees)."""
+    return merged(yaml.safe_load((REPO / "config" / "config.yaml").read_text()), config)
+
+
 def write_config(workdir: Path, config: dict) -> Path:
     """Write the repo's default config with ``config`` merged over it (runs replaced) as the
     copy's config/config.yaml *and* config/tiny.yaml.
@@ -75,8 +80,7 @@ def write_config(workdir: Path, config: dict) -> Path:
     Snakemake's ``--configfile`` merges over the Snakefile's default (dicts updated, never
     replaced), which would keep the default's runs; writing the default too avoids that.
     """
-    default = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
-    text = yaml.safe_dump(merged(default, config), sort_keys=False)
+    text = yaml.safe_dump(full_config(config), sort_keys=False)
     (workdir / "config" / "config.yaml").write_text(text)
     path = workdir / "config" / "tiny.yaml"
     path.write_text(text)

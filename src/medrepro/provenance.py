@@ -154,13 +154,19 @@ def device_info(used: str = "cpu") -> dict[str, Any]:
 
 
 def slurm_info() -> dict[str, Any] | None:
-    if "SLURM_JOB_ID" not in os.environ:
+    """SLURM job id, partition, node, cluster and GPUs of the running job (None outside SLURM).
+
+    The executor plugin's job step drops most SLURM_* variables before its inner srun, so GPUs
+    are read from SLURM_GPUS_ON_NODE (set there) before SLURM_GPUS."""
+    env = os.environ
+    if "SLURM_JOB_ID" not in env:
         return None
-    keys = {
-        "job_id": "SLURM_JOB_ID", "partition": "SLURM_JOB_PARTITION", "node": "SLURMD_NODENAME",
-        "cpus_on_node": "SLURM_CPUS_ON_NODE", "gpus": "SLURM_GPUS", "job_name": "SLURM_JOB_NAME",
+    return {
+        "job_id": env.get("SLURM_JOB_ID"), "step_id": env.get("SLURM_STEP_ID"),
+        "partition": env.get("SLURM_JOB_PARTITION"), "node": env.get("SLURMD_NODENAME"),
+        "cluster": env.get("SLURM_CLUSTER_NAME"), "cpus_on_node": env.get("SLURM_CPUS_ON_NODE"),
+        "gpus": env.get("SLURM_GPUS_ON_NODE") or env.get("SLURM_GPUS"),
     }
-    return {k: os.environ.get(v) for k, v in keys.items()}
 
 
 def canonical(obj: Any) -> str:

@@ -312,6 +312,8 @@ AccountingStorageTRES=gres/gpu
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=30
 JobCompType=jobcomp/none
+# sacct shows --comment (the executor plugin puts rule and wildcards there)
+AccountingStoreFlags=job_comment
 GresTypes=gpu
 # keep finished jobs visible to squeue/scontrol for 10 minutes
 MinJobAge=600

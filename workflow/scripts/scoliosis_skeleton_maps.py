@@ -5,4 +5,4 @@ from medrepro.smk import job
 
 with job(snakemake):
     params = SkeletonMapParams.from_dict(dict(snakemake.params.variant), source="config skeleton_maps")
-    build_skeleton_maps(Path(snakemake.input.manifest), Path(snakemake.output.maps), params)
+    build_skeleton_maps(Path(snakemake.input.manifest), Path(snakemake.output.maps), params, workers=snakemake.threads)
