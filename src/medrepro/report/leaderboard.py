@@ -74,7 +74,7 @@ def _plot_primary(df: pd.DataFrame, descriptor: dict, out_png: Path) -> None:
                         fmt="o", color="C0", capsize=3)
     if descriptor.get("chance") is not None:
         ax.axvline(descriptor["chance"], color="grey", ls="--", label="chance")
-        ax.legend(loc="lower right")
+        ax.legend(loc="lower left")
     ax.set_yticks(range(len(runs)), runs)
     ax.set_xlabel(f"{primary} (95% bootstrap CI; one point per seed)")
     ax.set_title(descriptor.get("title", ""))
