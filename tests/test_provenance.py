@@ -72,3 +72,22 @@ def test_slurm_fields_from_the_job_environment(monkeypatch):
     info = slurm_info()
     assert info["job_id"] == "42" and info["partition"] == "gpu" and info["node"] == "n1"
     assert info["cluster"] == "lab" and info["gpus"] == "1" and info["step_id"] == "0"
+
+
+def test_input_hash_comes_from_its_producer(tmp_path, monkeypatch):
+    """An input some job produced is not hashed again: its producer's record is reused."""
+    import medrepro.provenance as prov
+
+    mid = tmp_path / "a" / "mid.txt"
+    mid.parent.mkdir()
+    mid.write_text("step 1")
+    r1 = Recorder("step1", {}, {}, [], [mid], code_modules=["medrepro.fsutil"]).finish(mid.parent / "s1.provenance.json")
+    out = tmp_path / "out.txt"
+    out.write_text("x")
+    hashed = []
+    real = prov.path_sha256
+    monkeypatch.setattr(prov, "path_sha256", lambda p: hashed.append(str(p)) or real(p))
+    r2 = Recorder("step2", {}, {}, [mid], [out], code_modules=["medrepro.fsutil"]).finish(tmp_path / "s2.provenance.json")
+    assert str(mid) not in hashed
+    assert r2["inputs"][0]["sha256"] == r1["outputs"][0]["sha256"]
+    assert r2["inputs"][0]["lineage_id"] == r1["lineage_id"]

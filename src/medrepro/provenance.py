@@ -82,8 +82,9 @@ def provenance_path(rule: str, outputs: list[str | Path]) -> Path:
     return first.parent / f"{rule}.provenance.json"
 
 
-def lookup_lineage(path: str | Path) -> str | None:
-    """Lineage id of ``path`` if a provenance file beside it lists it as an output."""
+def find_producer(path: str | Path) -> tuple[Path, dict] | None:
+    """(provenance file, output record with path, size, sha256, lineage id) of the job that
+    wrote ``path``, from the provenance files beside it; None for a file no job produced."""
     path = Path(path)
     for prov in sorted(path.parent.glob("*.provenance.json")):
         try:
@@ -92,8 +93,19 @@ def lookup_lineage(path: str | Path) -> str | None:
             continue
         for out in record.get("outputs", []):
             if Path(out["path"]) == path:
-                return record["lineage_id"]
+                return prov, out
     return None
+
+
+def lookup_output(path: str | Path) -> dict | None:
+    found = find_producer(path)
+    return found[1] if found else None
+
+
+def lookup_lineage(path: str | Path) -> str | None:
+    """Lineage id of ``path`` if a provenance file beside it lists it as an output."""
+    out = lookup_output(path)
+    return out["lineage_id"] if out else None
 
 
 def _git(*args: str) -> str | None:
@@ -209,9 +221,12 @@ class Recorder:
         rule_code = code_hash(self.code_modules) if self.code_modules else code_hash(["medrepro"])
         inputs = []
         for p in self.inputs:
-            sha = path_sha256(p)
-            lineage = lookup_lineage(p) or sha
-            inputs.append({"path": str(p), "size": path_size(p), "sha256": sha, "lineage_id": lineage})
+            produced = lookup_output(p)  # its producer already hashed it: no second pass over the bytes
+            if produced:
+                inputs.append({k: produced[k] for k in ("size", "sha256", "lineage_id")} | {"path": str(p)})
+            else:
+                sha = path_sha256(p)
+                inputs.append({"path": str(p), "size": path_size(p), "sha256": sha, "lineage_id": sha})
         lid = lineage_id(self.rule, self.params, rule_code, [i["lineage_id"] for i in inputs], self.wildcards)
         outputs = [{"path": str(p), "size": path_size(p), "sha256": path_sha256(p), "lineage_id": lid}
                    for p in self.outputs if p.exists()]

@@ -1,5 +1,3 @@
-from pathlib import Path
-
 from medrepro.train.run import train_run
 from medrepro.smk import job
 

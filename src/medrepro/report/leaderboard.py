@@ -17,19 +17,10 @@ import pandas as pd
 from medrepro.fsutil import atomic_path, write_text
 from medrepro.metrics.bootstrap import cluster_weights, percentile_ci
 from medrepro.metrics.registry import compute
-from medrepro.provenance import lookup_lineage
+from medrepro.provenance import find_producer
 from medrepro.report.render import fmt_ci, render
 
 LEVEL = 0.95
-
-
-def provenance_of(path: Path) -> Path | None:
-    """The provenance file beside ``path`` that lists it as an output."""
-    for prov in sorted(path.parent.glob("*.provenance.json")):
-        record = json.loads(prov.read_text())
-        if any(Path(o["path"]) == path for o in record.get("outputs", [])):
-            return prov
-    return None
 
 
 def write_study_summary(metrics_paths: list[Path], descriptor: dict, out_csv: Path, out_png: Path) -> pd.DataFrame:
@@ -44,9 +35,9 @@ def write_study_summary(metrics_paths: list[Path], descriptor: dict, out_csv: Pa
             v = m["metrics"][name]
             row.update({name: v["estimate"], f"{name}_ci_low": v["ci_low"], f"{name}_ci_high": v["ci_high"]})
         row["n"] = m["metrics"][descriptor["primary"]]["n"]
-        prov = provenance_of(Path(path))
-        row["lineage_id"] = lookup_lineage(Path(path))
-        row["provenance"] = str(prov) if prov else None
+        found = find_producer(path)
+        row["lineage_id"] = found[1]["lineage_id"] if found else None
+        row["provenance"] = str(found[0]) if found else None
         row["metrics_path"] = str(path)
         row["units_path"] = str(Path(path).parent / m["units"])
         rows.append(row)

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from medrepro.fsutil import atomic_path, write_json
 from medrepro.metrics.bootstrap import cluster_weights, percentile_ci
 from medrepro.metrics.registry import CLASSIFICATION, classification_from_confusion, compute, confusion_counts
 from medrepro.train.data import SequenceStore
@@ -68,8 +69,7 @@ def evaluate_checkpoint(checkpoint: Path, store: SequenceStore, split: dict, *, 
                         predictions_out: Path, iterations: int, boot_seed: int, max_frames: int = 720) -> dict:
     """Re-load the selected checkpoint and evaluate it on the test split (and on val, to check
     that the standalone evaluation reproduces the in-training evaluation)."""
-    from medrepro.fsutil import write_json
-    from medrepro.train.trainer import choose_device
+    from medrepro.train.trainer import choose_device  # here: the trainer imports this module
 
     model, meta = load_checkpoint(checkpoint)
     device = choose_device("auto")
@@ -100,8 +100,6 @@ def evaluate_checkpoint(checkpoint: Path, store: SequenceStore, split: dict, *, 
             "device": str(device),
         },
     }
-    from medrepro.fsutil import atomic_path
-
     with atomic_path(predictions_out) as tmp:
         test.to_csv(tmp, index=False)
     write_json(metrics_out, result)

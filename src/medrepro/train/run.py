@@ -11,7 +11,7 @@ import torch
 
 from medrepro.fsutil import write_json
 from medrepro.train.data import load_store
-from medrepro.train.evaluate import evaluate_checkpoint, load_checkpoint, predict, score_predictions
+from medrepro.train.evaluate import evaluate_checkpoint
 from medrepro.train.trainer import Preempted, TrainConfig, train
 
 WORKFLOW_KEYS = {"model", "input", "split", "seeds", "init_from", "resources"}
