@@ -23,6 +23,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/snakemake --lint
+	$(BIN)/snakemake --lint --configfile .test/config_tiny/config.yaml
 	$(BIN)/snakefmt --check Snakefile workflow
 
 clean:

@@ -13,16 +13,25 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+# the shared part; each study's .smk validates its own block
 validate(config, "workflow/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/scoliosis.smk"
-include: "workflow/rules/counterfactual.smk"
+
+
+# every study's rules: one file per study, each registers the study's contract
+for study_rules in sorted(
+    Path(workflow.basedir, "workflow/rules/studies").glob("*.smk")
+):
+
+    include: study_rules
+
+
 include: "workflow/rules/aggregate.smk"
 
 
 rule all:
     default_target: True
     input:
-        leaderboard_inputs(),
+        f"{R}/leaderboard.md",

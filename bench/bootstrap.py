@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from medrepro.counterfactual.bootstrap import bootstrap_replicates, clustered_bootstrap_ci
+from medrepro.studies.counterfactual.bootstrap import bootstrap_replicates, clustered_bootstrap_ci
 
 
 def slow_bootstrap(values, clusters, iterations, seed=42, chunk=1024):

@@ -25,8 +25,8 @@ import pandas as pd
 from scipy import ndimage
 from skimage.metrics import structural_similarity
 
-from medrepro.counterfactual.qc import load_gray01, qc_arrays, qc_pairs, resize_to
-from medrepro.synthetic.counterfactual import generate_bundle
+from medrepro.studies.counterfactual.qc import load_gray01, qc_arrays, qc_pairs, resize_to
+from medrepro.studies.counterfactual.synthetic import generate_bundle
 
 C1, C2 = 0.01**2, 0.03**2
 K = np.array([-1.0, 0.0, 1.0])

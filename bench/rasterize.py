@@ -2,11 +2,12 @@
 
 Both run on the same random plausible walking poses (sequences of 300 frames, 5 % of keypoints
 and 1 % of frames dropped; KNN imputation is included in both timings). The reference is the
-one in tests/test_skeleton_maps.py, with numpy over the pixel grid inside its loops over frames,
-joints and limbs. Prints frames/s for both, the speedup, and the projected time for all of
-Scoliosis1K (447,900 frames) with the vectorized version, in one process and in ``--workers``
-processes (as ``build_skeleton_maps(workers=...)`` runs it). Times are the best of
-``--repeat`` runs; the 1-minute load average is printed because other jobs may share the CPUs.
+one in tests/studies/scoliosis/test_skeleton_maps.py, with numpy over the pixel grid inside its
+loops over frames, joints and limbs. Prints frames/s for both, the speedup, and the projected
+time for all of Scoliosis1K (447,900 frames) with the vectorized version, in one process and in
+``--workers`` processes (as ``build_skeleton_maps(workers=...)`` runs it). Times are the best
+of ``--repeat`` runs; the 1-minute load average is printed because other jobs may share the
+CPUs.
 
     .venv/bin/python bench/rasterize.py --frames 3000 --ref-frames 40
 """
@@ -23,14 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
-from medrepro.preprocess.skeleton_maps import SkeletonMapParams, rasterize_sequence
+from medrepro.studies.scoliosis.skeleton_maps import SkeletonMapParams, rasterize_sequence
 
 SCOLIOSIS1K_FRAMES = 447_900
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _load_test_module():
-    spec = importlib.util.spec_from_file_location("_skeleton_ref", ROOT / "tests" / "test_skeleton_maps.py")
+    path = ROOT / "tests" / "studies" / "scoliosis" / "test_skeleton_maps.py"
+    spec = importlib.util.spec_from_file_location("_skeleton_ref", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

@@ -6,21 +6,11 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-
-@pytest.fixture
-def npy_pose_loader(monkeypatch):
-    """Let rasterizer / PAV tests keep their hand-made poses as .npy files: load_pose reads
-    them with numpy instead of the Scoliosis1K pickle reader."""
-    import medrepro.io.scoliosis as mod
-
-    monkeypatch.setattr(mod, "load_pose", lambda path: np.load(path))
-
+sys.path.insert(0, str(Path(__file__).resolve().parent / "workflow"))
 
 
 # --- SLURM test cluster (tests/slurm/cluster.sh) ------------------------------

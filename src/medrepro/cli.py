@@ -1,89 +1,33 @@
 """The ``medrepro`` command line.
 
-Subcommands are registered in :data:`COMMANDS` (name -> (register, run)); each ``run``
-returns an exit status. Exit statuses: 0 success; 1 checksum mismatch (files missing or
-different); 2 bad input or usage (an :class:`~medrepro.errors.InputError`, a missing file,
-an argparse error). Errors are reported as one line on stderr, never as a traceback.
-
-* ``medrepro verify-checksums MANIFEST [--root DIR]``
-* ``medrepro score --submission FILE --pairs QC_TABLE --output FILE [--per-pair-csv FILE]
-  [--iterations N] [--seed S] [--allow-partial] [--scope S]``
+Each study package may add subcommands (its :class:`~medrepro.workflow.Study` ``cli``
+hook); each subcommand's ``run`` returns an exit status. Exit statuses: 0 success; 1 data that
+differs from its record (a :class:`~medrepro.errors.MismatchError`, e.g. a checksum mismatch);
+2 bad input or usage (an :class:`~medrepro.errors.InputError`, a missing file, an argparse
+error). Errors are reported as one line on stderr, never as a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable
 
-from medrepro.errors import InputError
+from medrepro.errors import InputError, MismatchError
 
 EXIT_OK = 0
 EXIT_MISMATCH = 1
 EXIT_INPUT = 2
 
 
-def _register_verify(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("verify-checksums", help="verify a SHA256SUMS manifest of the artifact bundle")
-    p.add_argument("manifest", help="path to SHA256SUMS.txt")
-    p.add_argument("--root", default=None, help="folder the paths are relative to (default: the manifest's folder)")
-    return p
-
-
-def _run_verify(args: argparse.Namespace) -> int:
-    from medrepro.counterfactual.checksums import verify_manifest
-
-    s = verify_manifest(args.manifest, args.root)
-    print(f"OK {s['n_files']} files ({s['n_bytes']} bytes) match {s['manifest']}")
-    return EXIT_OK
-
-
-def _register_score(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    p = sub.add_parser("score", help="score a counterfactual-benchmark submission")
-    p.add_argument("--submission", required=True, help="submission JSON (spinefairbench-submission-v1)")
-    p.add_argument("--pairs", required=True, help="QC table CSV (pair_id, source_id, edit, qc_pass, ...)")
-    p.add_argument("--output", required=True, help="score JSON to write")
-    p.add_argument("--per-pair-csv", default=None, help="also write unit_id,cluster,rec_change,label_jaccard")
-    p.add_argument("--iterations", type=int, default=10000, help="bootstrap iterations (default 10000)")
-    p.add_argument("--seed", type=int, default=42, help="bootstrap seed, restarted per endpoint (default 42)")
-    p.add_argument("--scope", default="qc-passed", help="scope in the QC table (default qc-passed)")
-    p.add_argument("--allow-partial", action="store_true", help="score a submission that does not cover the scope")
-    return p
-
-
-def _run_score(args: argparse.Namespace) -> int:
-    from medrepro.counterfactual.score import score_submission, write_per_pair_csv, write_score
-
-    if args.iterations < 1:
-        raise InputError(None, "--iterations", f"{args.iterations}", "a positive integer")
-    s = score_submission(args.submission, args.pairs, scope=args.scope, allow_partial=args.allow_partial,
-                         iterations=args.iterations, seed=args.seed)
-    write_score(s, args.output)
-    if args.per_pair_csv:
-        write_per_pair_csv(s, args.per_pair_csv)
-    r = s["table_row"]
-    lo, hi = r["recommendation_change_ci"]
-    clo, chi = r["label_consistency_ci"]
-    partial = " PARTIAL" if r["partial"] else ""
-    print(f"{r['model']}: {r['n_pairs']} usable pairs, recommendation change {r['recommendation_change']:.3f} "
-          f"[{lo:.3f}, {hi:.3f}], label consistency {r['label_consistency']:.3f} [{clo:.3f}, {chi:.3f}]"
-          f"{partial} -> {args.output}")
-    return EXIT_OK
-
-
-COMMANDS: dict[str, tuple[Callable[[argparse._SubParsersAction], argparse.ArgumentParser],
-                          Callable[[argparse.Namespace], int]]] = {
-    "verify-checksums": (_register_verify, _run_verify),
-    "score": (_register_score, _run_score),
-}
-
-
 def build_parser() -> argparse.ArgumentParser:
+    from medrepro.workflow import discover
+
     parser = argparse.ArgumentParser(prog="medrepro", description="Reproducibility pipeline for medical-imaging ML studies")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for name, (register, run) in COMMANDS.items():
-        register(sub).set_defaults(_run=run)
+    for study in discover().values():
+        if study.cli is not None:
+            study.cli(sub)
     return parser
 
 
@@ -97,11 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as e:  # argparse already printed its usage message
         return int(e.code) if isinstance(e.code, int) else EXIT_INPUT
-    from medrepro.counterfactual.checksums import ChecksumMismatchError
-
     try:
         return args._run(args)
-    except ChecksumMismatchError as e:
+    except MismatchError as e:
         print(f"medrepro {args.command}: checksum mismatch: {_one_line(e)}", file=sys.stderr)
         return EXIT_MISMATCH
     except InputError as e:

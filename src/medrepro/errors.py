@@ -20,3 +20,9 @@ class InputError(ValueError):
         where = f"{self.path}: " if self.path else ""
         tail = f" (expected {expected})" if expected else ""
         super().__init__(f"{where}{field}: {problem}{tail}")
+
+
+class MismatchError(InputError):
+    """Data that differs from its record (a checksum that does not match its manifest).
+
+    The command line exits with status 1 on this error, 2 on any other bad input."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import importlib.metadata
-import importlib.util
 import json
 import os
 import platform
@@ -21,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable
 
+from medrepro.codehash import files_hash
 from medrepro.fsutil import sha256_file, write_json
 
 SCHEMA = "medrepro-provenance-v1"
@@ -28,36 +28,11 @@ PACKAGES = ("medrepro", "snakemake", "torch", "numpy", "scipy", "pandas", "sciki
 SRC_ROOT = Path(__file__).resolve().parent
 
 
-def module_files(modules: Iterable[str]) -> list[Path]:
-    """Source files of the named medrepro modules (a package name means all of its files)."""
-    files: set[Path] = set()
-    for name in modules:
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.origin is None:
-            raise ValueError(f"module {name!r} not found")
-        origin = Path(spec.origin)
-        if spec.submodule_search_locations:
-            files.update(origin.parent.rglob("*.py"))
-        else:
-            files.add(origin)
-    return sorted(files)
-
-
-def code_hash(modules: Iterable[str]) -> str:
-    """sha256 over the source of the given modules (paths relative to the package root)."""
-    h = hashlib.sha256()
-    for path in module_files(modules):
-        h.update(str(path.relative_to(SRC_ROOT.parent)).encode())
-        h.update(b"\0")
-        h.update(path.read_bytes())
-        h.update(b"\0")
-    return h.hexdigest()
-
-
 def imported_code_hash() -> dict[str, Any]:
     """Hash of every medrepro module this process imported (recorded, not used for reruns)."""
-    names = sorted(n for n, m in sys.modules.items() if n.startswith("medrepro") and getattr(m, "__file__", None))
-    return {"modules": names, "sha256": code_hash(names)}
+    names = sorted(n for n, m in sys.modules.items()
+                   if (n == "medrepro" or n.startswith("medrepro.")) and getattr(m, "__file__", None))
+    return {"modules": names, "sha256": files_hash(names)}
 
 
 def path_sha256(path: str | Path) -> str:
@@ -202,13 +177,15 @@ class Recorder:
     """Collects provenance for one job. Use ``start()`` before the work, ``finish()`` after."""
 
     def __init__(self, rule: str, wildcards: dict, params: dict, inputs: list, outputs: list,
-                 code_modules: list[str] | None = None, seeds: dict | None = None):
+                 code_modules: list[str] | None = None, seeds: dict | None = None,
+                 code_templates: list[str] | None = None):
         self.rule = rule
         self.wildcards = {k: str(v) for k, v in dict(wildcards).items()}
         self.params = params
         self.inputs = [Path(p) for p in inputs]
         self.outputs = [Path(p) for p in outputs]
         self.code_modules = code_modules or []
+        self.code_templates = code_templates or []
         self.seeds = seeds or {}
         self.device: dict[str, Any] = device_info("cpu")
         self.started = now()
@@ -218,7 +195,8 @@ class Recorder:
 
     def finish(self, path: str | Path | None = None, extra: dict | None = None) -> dict:
         """Write the provenance record (atomically) and return it."""
-        rule_code = code_hash(self.code_modules) if self.code_modules else code_hash(["medrepro"])
+        # recomputed from the files now, not taken from the rule's param
+        rule_code = files_hash(self.code_modules or ["medrepro"], self.code_templates)
         inputs = []
         for p in self.inputs:
             produced = lookup_output(p)  # its producer already hashed it: no second pass over the bytes
@@ -240,6 +218,7 @@ class Recorder:
             "code": {
                 **git_state(),
                 "rule_modules": self.code_modules,
+                "rule_templates": self.code_templates,
                 "rule_modules_sha256": rule_code,
                 "imported": imported_code_hash(),
             },

@@ -42,7 +42,7 @@ def job(snakemake, seeds: dict | None = None) -> Iterator[Recorder]:
     outputs = _flat(p for name, p in snakemake.output.items() if name != "prov")
     inputs = _flat(snakemake.input)
     recorder = Recorder(snakemake.rule, dict(snakemake.wildcards.items()), params, inputs, outputs,
-                        code_modules=code.get("modules"), seeds=seeds)
+                        code_modules=code.get("modules"), code_templates=code.get("templates"), seeds=seeds)
     logging.info("rule %s wildcards %s", snakemake.rule, dict(snakemake.wildcards.items()))
     try:
         yield recorder

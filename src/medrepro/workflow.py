@@ -1,65 +1,74 @@
-"""Helpers the Snakefile uses to resolve runs, inputs and per-rule code hashes.
+"""What the Snakefile uses that no study owns: the study registry, run configs, code params.
 
 Kept here (not in the .smk files) so they are plain functions that the tests can call.
+
+A study package registers one :class:`Study` from its ``.smk`` file; the shared rules
+(``workflow/rules/aggregate.smk``) read the registry through input functions, so the order of
+includes does not matter and nothing shared names a study.
 """
 
 from __future__ import annotations
 
-import hashlib
+import importlib
+import pkgutil
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, Iterable
 
-from medrepro.models import MODEL_MODULES
-from medrepro.provenance import code_hash
-
-# The medrepro modules each kind of job depends on. The hash of exactly these files is passed
-# to the rule as a param, so Snakemake reruns a job when (and only when) its code changed.
-BASE_MODULES = ["medrepro.errors", "medrepro.fsutil", "medrepro.provenance", "medrepro.smk"]
-RULE_MODULES = {
-    "scoliosis_synthesize": ["medrepro.synthetic.scoliosis"],
-    "scoliosis_manifest": ["medrepro.io.scoliosis", "medrepro.io.safe_pickle"],
-    "scoliosis_split": ["medrepro.io.scoliosis", "medrepro.io.safe_pickle"],
-    "scoliosis_skeleton_maps": ["medrepro.preprocess.skeleton_maps", "medrepro.io.scoliosis", "medrepro.io.safe_pickle"],
-    "scoliosis_pav": ["medrepro.preprocess.pav", "medrepro.io.scoliosis", "medrepro.io.safe_pickle"],
-    "scoliosis_figure": ["medrepro.report.figures", "medrepro.preprocess.skeleton_maps", "medrepro.io.scoliosis"],
-    "scoliosis_train": ["medrepro.train", "medrepro.metrics", "medrepro.io.scoliosis", "medrepro.io.safe_pickle"],
-    "scoliosis_evaluate": ["medrepro.train", "medrepro.metrics", "medrepro.io.scoliosis", "medrepro.io.safe_pickle"],
-    "scoliosis_resume_check": ["medrepro.train", "medrepro.metrics", "medrepro.io.scoliosis", "medrepro.io.safe_pickle"],
-    "scoliosis_audit": ["medrepro.report.audit", "medrepro.report.claims", "medrepro.report.leaderboard",
-                        "medrepro.report.render", "medrepro.metrics", "medrepro.io.scoliosis"],
-    "cf_synthesize": ["medrepro.synthetic.counterfactual", "medrepro.counterfactual.checksums",
-                      "medrepro.counterfactual.parse", "medrepro.counterfactual.qc", "medrepro.counterfactual.pipeline"],
-    "cf_verify_checksums": ["medrepro.counterfactual.checksums", "medrepro.counterfactual.pipeline"],
-    "cf_qc": ["medrepro.counterfactual.qc", "medrepro.counterfactual.pipeline"],
-    "cf_score": ["medrepro.counterfactual.score", "medrepro.counterfactual.parse", "medrepro.counterfactual.bootstrap",
-                 "medrepro.metrics.bootstrap",
-                 "medrepro.counterfactual.pipeline"],
-    "cf_audit": ["medrepro.report.audit_counterfactual", "medrepro.report.claims", "medrepro.report.leaderboard",
-                 "medrepro.report.render", "medrepro.metrics", "medrepro.counterfactual.pipeline"],
-    "study_summary": ["medrepro.report.leaderboard", "medrepro.report.render", "medrepro.metrics"],
-    "leaderboard": ["medrepro.report.leaderboard", "medrepro.report.render", "medrepro.metrics"],
-}
+import medrepro.studies as pkg
+from medrepro.codehash import TEMPLATE_DIR, code_param
+from medrepro.train.registry import model_entry
 
 
-# Jinja2 templates a rule renders: their hash is part of the rule's code param too.
-RULE_TEMPLATES = {
-    "leaderboard": ["leaderboard.md.j2"],
-    "scoliosis_audit": ["audit_scoliosis.md.j2"],
-    "cf_audit": ["audit_counterfactual.md.j2"],
-}
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "workflow" / "templates"
+@dataclass(frozen=True)
+class Layout:
+    """What a study produces for the aggregation: its metrics.json files (one per run x seed or
+    per scored model), extra targets of ``rule all`` (figures, cards) and its audit note."""
+
+    metrics: list[str]
+    targets: list[str] = field(default_factory=list)
+    audit: str | None = None
 
 
-def rule_code(rule: str, extra: list[str] | None = None) -> dict:
-    """Modules (and templates) a rule depends on, with one hash over all of them."""
-    modules = sorted(set(BASE_MODULES + RULE_MODULES[rule] + (extra or [])))
-    digest = code_hash(modules)
-    templates = RULE_TEMPLATES.get(rule, [])
-    if templates:
-        h = hashlib.sha256(digest.encode())
-        for name in templates:
-            h.update((TEMPLATE_DIR / name).read_bytes())
-        digest = h.hexdigest()
-    return {"modules": modules, "templates": templates, "sha256": digest}
+@dataclass(frozen=True)
+class Study:
+    """A study's contract with the shared machinery.
+
+    ``descriptor``: primary metric (a :mod:`medrepro.metrics.registry` name), direction
+    (``higher_is_better``), leaderboard ``columns``, resampling ``unit``, ``chance`` level and
+    ``title``; the study's config block may override any key under ``descriptor``.
+    ``layout(config, results)`` returns the study's :class:`Layout`. ``cli`` (optional)
+    registers the study's subcommands on the ``medrepro`` command line.
+    """
+
+    name: str
+    descriptor: dict
+    layout: Callable[[dict, str], Layout]
+    cli: Callable | None = None
+
+
+_REGISTRY: dict[str, Study] = {}
+
+
+def register(study: Study) -> Study:
+    if _REGISTRY.get(study.name, study) is not study:
+        raise ValueError(f"study {study.name!r} is registered twice")
+    _REGISTRY[study.name] = study
+    return study
+
+
+def registered() -> dict[str, Study]:
+    return dict(_REGISTRY)
+
+
+def discover() -> dict[str, Study]:
+    """Every study package under ``medrepro.studies`` (each has ``layout.STUDY``)."""
+    found = {}
+    for info in pkgutil.iter_modules(pkg.__path__):
+        if info.ispkg:
+            study = importlib.import_module(f"{pkg.__name__}.{info.name}.layout").STUDY
+            found[study.name] = study
+    return found
 
 
 def study_cfg(config: dict, study: str) -> dict:
@@ -68,6 +77,24 @@ def study_cfg(config: dict, study: str) -> dict:
 
 def enabled_studies(config: dict) -> list[str]:
     return [s for s, c in config["studies"].items() if c.get("enabled", True)]
+
+
+def active_studies(config: dict) -> list[Study]:
+    """Registered studies that the config enables, in config order; an enabled study without
+    a registered package is an error."""
+    unknown = [s for s in enabled_studies(config) if s not in _REGISTRY]
+    if unknown:
+        raise ValueError(f"config studies {unknown}: no study package registered them; known: {sorted(_REGISTRY)}")
+    return [_REGISTRY[s] for s in enabled_studies(config)]
+
+
+def descriptor(config: dict, study: str) -> dict:
+    """The study's descriptor with its config block's ``descriptor`` keys over it."""
+    return {**_REGISTRY[study].descriptor, **study_cfg(config, study).get("descriptor", {})}
+
+
+def layouts(config: dict) -> dict[str, Layout]:
+    return {s.name: s.layout(config, config["results"]) for s in active_studies(config)}
 
 
 def run_cfg(config: dict, study: str, run: str) -> dict:
@@ -88,98 +115,50 @@ def run_seeds(config: dict, study: str) -> list[tuple[str, int]]:
     return [(run, seed) for run in sc["runs"] for seed in run_cfg(config, study, run)["seeds"]]
 
 
+def init_chain(config: dict, study: str, run: str) -> list[dict]:
+    """The run's config, then that of the run it starts from, and so on."""
+    chain, current = [], run
+    while current is not None:
+        if len(chain) > len(study_cfg(config, study)["runs"]):
+            raise KeyError(f"studies.{study}.runs.{run}.init_from: cycle")
+        rc = run_cfg(config, study, current)
+        chain.append(rc)
+        current = rc.get("init_from")
+    return chain
+
+
 def init_seed(config: dict, study: str, run: str, seed: int) -> int:
     """The seed of the init_from run to start from: the same seed if it has it, else its first."""
     parent = run_cfg(config, study, run_cfg(config, study, run)["init_from"])
     return seed if seed in parent["seeds"] else parent["seeds"][0]
 
 
-def train_code(config: dict, study: str, run: str) -> dict:
-    """Code hash for a training/evaluation job: trainer + exactly its model's modules (and those
-    of the run it starts from)."""
-    extra, current = [], run
-    while current is not None:
-        rc = run_cfg(config, study, current)
-        extra += MODEL_MODULES[rc["model"]]
-        if rc["input"].startswith("skeleton_maps"):
-            extra.append("medrepro.preprocess.skeleton_maps")
-        current = rc.get("init_from")
-    return rule_code("scoliosis_train", extra)
-
-
-def variant_of(input_name: str) -> str | None:
-    return input_name.split(".", 1)[1] if input_name.startswith("skeleton_maps.") else None
+def run_resource(config: dict, study: str, run: str, key: str, default, attempt: int = 1):
+    """A run's resource; runtime and memory grow with the retry attempt."""
+    value = run_cfg(config, study, run).get("resources", {}).get(key, default)
+    return value * attempt if key in ("runtime", "mem_mb") else value
 
 
 def results_path(config: dict, *parts: str) -> str:
     return str(Path(config["results"], *parts))
 
 
-# --- scoliosis study: paths and resources of its rules ---------------------------------------
+# --- code params ----------------------------------------------------------------------------
 
-def sc_dir(config: dict) -> str:
-    return results_path(config, "scoliosis")
-
-
-def sc_synthetic(config: dict) -> bool:
-    return study_cfg(config, "scoliosis").get("data", {}).get("source", "synthetic") == "synthetic"
+SCRIPTS_DIR = TEMPLATE_DIR.parent / "scripts"
 
 
-def sc_split_file(config: dict, split: str) -> str:
-    data = study_cfg(config, "scoliosis")["data"]
-    name = data["splits"][split]
-    if sc_synthetic(config):
-        return f"{sc_dir(config)}/data/synthetic/{name}"
-    return str(Path(data["real"]["split_dir"]) / name)
+def rule_code(script: str, extra: Iterable[str] = (), scripts_dir: Path | None = None,
+              template_dir: Path | None = None) -> dict:
+    """``code`` param of the rule that runs ``workflow/scripts/<script>``: the static medrepro
+    import closure of the script (plus modules ``extra``), the templates it renders, one hash."""
+    scripts_dir = Path(scripts_dir) if scripts_dir else SCRIPTS_DIR
+    return code_param(scripts_dir / script, script, template_dir, extra)
 
 
-def sc_split_input(config: dict, split: str) -> str:
-    """The split file itself for real data; the synthetic folder that holds it otherwise."""
-    return f"{sc_dir(config)}/data/synthetic" if sc_synthetic(config) else sc_split_file(config, split)
+def model_code(config: dict, study: str, run: str, script: str, **kwargs) -> dict:
+    """``code`` param of a training / evaluation job: its script's closure plus exactly the
+    modules of its model (and of the models of the runs it starts from)."""
+    extra = sorted({model_entry(rc["model"]).module for rc in init_chain(config, study, run)})
+    return rule_code(script, extra, **kwargs)
 
-
-def sc_data_roots(config: dict) -> dict:
-    data = study_cfg(config, "scoliosis").get("data", {})
-    if sc_synthetic(config):
-        base = f"{sc_dir(config)}/data/synthetic"
-        return {"pose_root": f"{base}/Scoliosis1K-pose-pkl", "sil_root": f"{base}/Scoliosis1K-sil-pkl"}
-    real = data.get("real", {})
-    missing = [k for k in ("pose_root", "split_dir") if not real.get(k)]
-    if missing:
-        raise KeyError(f"studies.scoliosis.data.real: set {missing} when data.source is real")
-    return {"pose_root": real["pose_root"], "sil_root": real.get("sil_root")}
-
-
-def sc_inputs(config: dict, run: str, seed: int) -> dict:
-    """Inputs of a run's training / evaluation job (and of the resume check)."""
-    rc = run_cfg(config, "scoliosis", run)
-    d = sc_dir(config)
-    out = {"manifest": f"{d}/data/manifest.json", "split": f"{d}/splits/{rc['split']}.json"}
-    variant = variant_of(rc["input"])
-    if variant:
-        if variant not in study_cfg(config, "scoliosis").get("skeleton_maps", {}):
-            raise KeyError(f"studies.scoliosis.runs.{run}.input: no skeleton_maps variant named {variant!r}")
-        out["prep"] = f"{d}/prep/skeleton_maps/{variant}"
-    if rc["model"] == "drf":
-        out["pav"] = f"{d}/prep/pav/{rc['split']}/pav.npz"
-    if rc.get("init_from"):
-        out["init"] = f"{d}/runs/{rc['init_from']}/seed{init_seed(config, 'scoliosis', run, seed)}/checkpoint.pt"
-    return out
-
-
-def sc_resource(config: dict, run: str, key: str, default, attempt: int = 1):
-    """A run's resource; runtime and memory grow with the retry attempt."""
-    value = run_cfg(config, "scoliosis", run).get("resources", {}).get(key, default)
-    return value * attempt if key in ("runtime", "mem_mb") else value
-
-
-def sc_audit_inputs(config: dict) -> dict:
-    d = sc_dir(config)
-    runs = study_cfg(config, "scoliosis")["runs"]
-    cfgs = {r: run_cfg(config, "scoliosis", r) for r in runs}
-    return {
-        "metrics": [f"{d}/runs/{r}/seed{s}/metrics.json" for r, s in run_seeds(config, "scoliosis")],
-        "summaries": [f"{d}/runs/{r}/seed{s}/train_summary.json" for r, s in run_seeds(config, "scoliosis")],
-        "splits": sorted({f"{d}/splits/{c['split']}.json" for c in cfgs.values()}),
-        "pav_stats": sorted({f"{d}/prep/pav/{c['split']}/minmax_train.json" for c in cfgs.values() if c["model"] == "drf"}),
-    }

@@ -1,4 +1,5 @@
-# Study-agnostic aggregation: reads metrics.json files and each study's descriptor.
+# Study-agnostic aggregation: reads the study registry (each study's .smk registers its
+# contract), metrics.json files and each study's descriptor. Nothing here names a study.
 
 
 localrules:
@@ -8,7 +9,8 @@ localrules:
 
 rule study_summary:
     input:
-        metrics=study_metrics,
+        metrics=lambda w: active_layouts()[w.study].metrics,
+        schema="workflow/schemas/metrics.schema.json",
     output:
         csv=report(
             f"{R}/{{study}}/summary.csv",
@@ -26,20 +28,20 @@ rule study_summary:
     conda:
         CONDA_ENV
     params:
-        descriptor=lambda w: config["studies"][w.study]["descriptor"],
-        code=mw.rule_code("study_summary"),
+        descriptor=lambda w: mw.descriptor(config, w.study),
+        code=mw.rule_code("study_summary.py"),
     script:
         "../scripts/study_summary.py"
 
 
 rule leaderboard:
     input:
-        summaries=expand(f"{R}/{{study}}/summary.csv", study=STUDIES),
-        metrics=[m for study in STUDIES for m in STUDY_METRICS[study]()],
+        summaries=lambda w: [f"{R}/{s}/summary.csv" for s in active_layouts()],
+        metrics=lambda w: [m for lay in active_layouts().values() for m in lay.metrics],
         # the leaderboard links each study's audit note and report figures, so asking for
         # results/leaderboard.md builds everything
-        audits=expand(f"{R}/audit/{{study}}.md", study=STUDIES),
-        figures=EXTRA_TARGETS,
+        audits=lambda w: [lay.audit for lay in active_layouts().values() if lay.audit],
+        figures=lambda w: [t for lay in active_layouts().values() for t in lay.targets],
     output:
         md=report(
             f"{R}/leaderboard.md",
@@ -52,10 +54,10 @@ rule leaderboard:
     conda:
         CONDA_ENV
     params:
-        studies=STUDIES,
-        descriptors={s: config["studies"][s]["descriptor"] for s in STUDIES},
+        studies=lambda w: list(active_layouts()),
+        descriptors=lambda w: {s: mw.descriptor(config, s) for s in active_layouts()},
         bootstrap=config["bootstrap"],
         title=config["leaderboard"]["title"],
-        code=mw.rule_code("leaderboard"),
+        code=mw.rule_code("leaderboard.py"),
     script:
         "../scripts/leaderboard.py"

@@ -1,15 +1,10 @@
 from medrepro import workflow as mw
 
 R = config["results"]
-# One environment for every rule (`--sdm conda`), pinned like pyproject.toml.
+# One environment for every rule (`--sdm conda`), pinned like pyproject.toml; the path is
+# relative to the rules file that uses it.
 CONDA_ENV = "../../envs/medrepro.yaml"
-STUDIES = mw.enabled_studies(config)
-
-# Each study's .smk registers a function listing its metrics.json files, so the aggregation
-# rules never name a study.
-STUDY_METRICS = {}
-# Extra per-study targets of `rule all` (figures for the report).
-EXTRA_TARGETS = []
+STUDY_CONDA_ENV = "../../../envs/medrepro.yaml"
 
 
 wildcard_constraints:
@@ -20,9 +15,7 @@ wildcard_constraints:
     study=r"[a-z]+",
 
 
-def leaderboard_inputs():
-    return [f"{R}/leaderboard.md"]
-
-
-def study_metrics(wildcards):
-    return STUDY_METRICS[wildcards.study]()
+def active_layouts():
+    """Layouts of the registered studies the config enables (read when the DAG is built, so
+    the order of includes does not matter)."""
+    return mw.layouts(config)

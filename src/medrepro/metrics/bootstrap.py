@@ -1,6 +1,6 @@
 """Cluster bootstrap shared by every study.
 
-The draw procedure is the counterfactual benchmark's frozen one: sort the cluster keys, then
+The draw procedure is a released benchmark's frozen one: sort the cluster keys, then
 for each chunk of at most ``chunk`` replicates draw ``rng.integers(0, K, size=(m, K))`` from
 ``numpy.random.default_rng(seed)``. A study whose test units are independent (one sequence per
 subject) uses each unit as its own cluster. The same draws give per-run CIs, seed-mean CIs and

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import jinja2
 
-DEFAULT_TEMPLATES = Path(__file__).resolve().parents[3] / "workflow" / "templates"
+from medrepro.codehash import TEMPLATE_DIR as DEFAULT_TEMPLATES
 
 
 def render(name: str, template_dir: Path | None = None, **context) -> str:

@@ -1,0 +1,106 @@
+"""Standalone evaluation: predictions of a checkpoint on a split, metrics and bootstrap CIs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from medrepro.fsutil import atomic_path, write_json
+from medrepro.metrics.bootstrap import cluster_weights, percentile_ci
+from medrepro.metrics.registry import CLASSIFICATION, classification_from_confusion, compute, confusion_counts
+from medrepro.studies.scoliosis.store import SequenceStore
+from medrepro.train.device import choose_device
+from medrepro.train.registry import build_model
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, store: SequenceStore, ids: list[str], device: torch.device,
+            max_frames: int = 720, amp: bool = False) -> pd.DataFrame:
+    """All frames (up to ``max_frames``) of each sequence; logits averaged over parts; argmax."""
+    model.eval()
+    rows = []
+    for sid in sorted(ids):
+        seq = store.sequences[sid][:max_frames]
+        x = torch.from_numpy(np.ascontiguousarray(seq.transpose(1, 0, 2, 3)[None])).to(device)
+        pav = torch.from_numpy(store.pav[sid][None]).to(device) if store.pav is not None else None
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
+            _, logits = model(x, pav)
+        mean_logits = logits.float().mean(dim=2)[0].cpu().numpy()
+        rows.append({"unit_id": sid, "cluster": sid, "y_true": store.labels[sid],
+                     "y_pred": int(mean_logits.argmax()),
+                     **{f"logit_{c}": float(v) for c, v in enumerate(mean_logits)}})
+    return pd.DataFrame(rows)
+
+
+def score_predictions(pred: pd.DataFrame, n_classes: int) -> dict:
+    cm = confusion_counts(pred["y_true"], pred["y_pred"], n_classes, np.ones((1, len(pred))))
+    scores = classification_from_confusion(cm)
+    out = {k: float(scores[k][0]) for k in CLASSIFICATION}
+    out["per_class_recall"] = [float(v) for v in scores["per_class_recall"][0]]
+    out["confusion_matrix"] = cm[0].astype(int).tolist()
+    return out
+
+
+def metrics_with_ci(pred: pd.DataFrame, n_classes: int, iterations: int, seed: int) -> dict:
+    """Point estimate and 95% percentile bootstrap CI over test units for each metric."""
+    point = score_predictions(pred, n_classes)
+    weights = cluster_weights(pred["cluster"], iterations, seed)
+    out = {}
+    for name in CLASSIFICATION:
+        lo, hi = percentile_ci(compute(name, pred, weights, n_classes))
+        out[name] = {"estimate": point[name], "ci_low": lo, "ci_high": hi, "n": int(len(pred))}
+    return out
+
+
+def load_checkpoint(path: Path) -> tuple[torch.nn.Module, dict]:
+    """Rebuild the model from a checkpoint, loading weights only (no code runs from the file)."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    meta = ckpt["meta"]
+    model = build_model(meta["model"], in_channels=meta["in_channels"], n_classes=meta["n_classes"],
+                        width=meta["width"])
+    model.load_state_dict(ckpt["state_dict"])
+    return model, meta
+
+
+def evaluate_checkpoint(checkpoint: Path, store: SequenceStore, split: dict, *, study: str, run: str, seed: int,
+                        split_name: str, data_kind: str, train_summary: dict, metrics_out: Path,
+                        predictions_out: Path, iterations: int, boot_seed: int, max_frames: int = 720,
+                        primary: str = "macro_f1", unit: str = "test sequence") -> dict:
+    """Re-load the selected checkpoint and evaluate it on the test split (and on val, to check
+    that the standalone evaluation reproduces the in-training evaluation)."""
+    model, meta = load_checkpoint(checkpoint)
+    device = choose_device("auto")
+    model.to(device)
+    n_classes = meta["n_classes"]
+    test = predict(model, store, split["test"], device, max_frames)
+    val = score_predictions(predict(model, store, split["val"], device, max_frames), n_classes)
+    in_training = train_summary["selected_eval"]["val"]
+    point = score_predictions(test, n_classes)
+    inv_class = {v: k for k, v in split["class_map"].items()}
+    result = {
+        "schema": "medrepro-metrics-v1",
+        "study": study, "run": run, "seed": seed, "split": split_name, "primary": primary,
+        "metrics": metrics_with_ci(test, n_classes, iterations, boot_seed),
+        "units": Path(predictions_out).name,
+        "selection": {"policy": meta["selection"], "test_guided": meta["selection"] == "test", "step": meta["step"]},
+        "bootstrap": {"iterations": iterations, "seed": boot_seed, "level": 0.95, "cluster": unit},
+        "data": {"kind": data_kind},
+        "details": {
+            "confusion_matrix": point["confusion_matrix"],
+            "classes": [inv_class[i] for i in range(n_classes)],
+            "per_class_recall": dict(zip([inv_class[i] for i in range(n_classes)], point["per_class_recall"])),
+            "val_reproduction": {
+                "in_training": in_training,
+                "standalone": {k: val[k] for k in ("accuracy", "macro_f1")},
+                "max_abs_diff": max(abs(in_training[k] - val[k]) for k in ("accuracy", "macro_f1")),
+            },
+            "device": str(device),
+        },
+    }
+    with atomic_path(predictions_out) as tmp:
+        test.to_csv(tmp, index=False)
+    write_json(metrics_out, result)
+    return result

@@ -1,0 +1,103 @@
+"""The shared training loop with a toy study's trainer: the loop names no study, and its
+guarantees (selection on the descriptor's primary metric in either direction, bitwise resume,
+ignored foreign resume state, test-guided selection) hold for any trainer."""
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+from medrepro.train.loop import LoopConfig, Preempted, Trainer, compare_interrupted, fit
+
+
+@dataclass(frozen=True)
+class ToyConfig(LoopConfig):
+    model: str = "linear"
+    batch: int = 8
+
+
+class ToyRegression(Trainer):
+    """y = 2x - 1 + noise; validation metric ``mse`` (lower is better) or ``neg_mse``."""
+
+    config_class = ToyConfig
+
+    def __init__(self, cfg, primary="mse", higher_is_better=False):
+        super().__init__(cfg, primary, higher_is_better)
+        rng = np.random.default_rng(123)
+        self.x = {s: rng.normal(size=(32, 1)).astype(np.float32) for s in ("train", "val", "test")}
+        self.y = {s: 2 * v - 1 + 0.1 * rng.normal(size=v.shape).astype(np.float32) for s, v in self.x.items()}
+
+    def build_model(self):
+        return torch.nn.Linear(1, 1)
+
+    def next_batch(self, rng):
+        idx = rng.choice(32, size=self.cfg.batch, replace=False)
+        return torch.from_numpy(self.x["train"][idx]), torch.from_numpy(self.y["train"][idx])
+
+    def loss(self, model, batch):
+        x, y = batch
+        mse = torch.mean((model(x) - y) ** 2)
+        return mse, {"mse": mse}
+
+    @torch.no_grad()
+    def validate(self, model, split, amp):
+        model.eval()
+        mse = float(torch.mean((model(torch.from_numpy(self.x[split])) - torch.from_numpy(self.y[split])) ** 2))
+        return {"mse": mse, "neg_mse": -mse}
+
+    def samples_per_step(self):
+        return self.cfg.batch
+
+
+CFG = dict(iterations=30, lr=0.05, milestones=(100,), eval_every=5, checkpoint_every=4, device="cpu")
+
+
+def _fit(tmp, trainer, stop_at=None):
+    return fit(trainer, tmp, tmp / "checkpoint.pt", tmp / "log.jsonl", tmp / "summary.json", stop_at=stop_at)
+
+
+def _state(path):
+    return torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+
+
+@pytest.mark.parametrize("primary,higher", [("mse", False), ("neg_mse", True)])
+def test_selection_follows_the_metric_direction(tmp_path, primary, higher):
+    summary = _fit(tmp_path, ToyRegression(ToyConfig(**CFG), primary, higher))
+    vals = {h["step"]: h["val"][primary] for h in summary["history"]}
+    best = (max if higher else min)(vals, key=vals.get)
+    assert summary["selected"]["step"] == best
+    assert summary["loss_last"] < summary["loss_first"]
+    assert summary["samples_per_second"] > 0
+    log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert len(log) == 30 and set(log[0]) == {"step", "loss", "mse", "lr"}
+
+
+def test_last_and_test_selection(tmp_path):
+    last = _fit(tmp_path / "l", ToyRegression(ToyConfig(**{**CFG, "selection": "last"})))
+    assert last["selected"]["step"] == 30
+    test = _fit(tmp_path / "t", ToyRegression(ToyConfig(**{**CFG, "selection": "test"})))
+    assert all("test" in h for h in test["history"])
+    meta = torch.load(tmp_path / "t/checkpoint.pt", weights_only=True)["meta"]
+    assert meta["selection"] == "test" and meta["model"] == "linear"
+
+
+def test_interrupted_run_resumes_bitwise(tmp_path):
+    def once(out, stop):
+        return _fit(out, ToyRegression(ToyConfig(**CFG)), stop_at=stop)
+
+    result = compare_interrupted(once, tmp_path, stop_at=13)
+    assert result["identical"] and result["resumed"] and result["max_abs_weight_diff"] == 0.0
+
+
+def test_resume_state_of_another_config_is_ignored(tmp_path):
+    with pytest.raises(Preempted):
+        _fit(tmp_path, ToyRegression(ToyConfig(**CFG)), stop_at=6)
+    other = _fit(tmp_path, ToyRegression(ToyConfig(**{**CFG, "lr": 0.01})))
+    assert not other["resumed"]
+
+
+def test_unknown_selection_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="selection"):
+        _fit(tmp_path, ToyRegression(ToyConfig(**{**CFG, "selection": "best"})))

@@ -1,0 +1,94 @@
+import json
+
+import jsonschema
+
+from medrepro.codehash import files_hash as code_hash
+from medrepro.provenance import Recorder, lineage_id, lookup_lineage
+
+from repo_paths import REPO
+
+
+def test_code_hash_depends_on_exactly_the_named_modules():
+    a = code_hash(["medrepro.fsutil"])
+    assert a == code_hash(["medrepro.fsutil"])
+    assert a != code_hash(["medrepro.errors"])
+    assert len(a) == 64
+
+
+def test_lineage_id_changes_with_params_code_and_inputs():
+    base = lineage_id("r", {"lr": 0.1}, "c" * 64, ["x"])
+    assert base == lineage_id("r", {"lr": 0.1}, "c" * 64, ["x"])
+    assert base != lineage_id("r", {"lr": 0.2}, "c" * 64, ["x"])
+    assert base != lineage_id("r", {"lr": 0.1}, "d" * 64, ["x"])
+    assert base != lineage_id("r", {"lr": 0.1}, "c" * 64, ["y"])
+
+
+def test_record_fields_and_schema(tmp_path):
+    raw = tmp_path / "raw.txt"
+    raw.write_text("data")
+    mid = tmp_path / "a" / "mid.txt"
+    mid.parent.mkdir()
+    mid.write_text("step 1")
+    rec1 = Recorder("step1", {}, {"k": 1}, [raw], [mid], code_modules=["medrepro.fsutil"], seeds={"s": 3})
+    r1 = rec1.finish(mid.parent / "step1.provenance.json")
+    assert lookup_lineage(mid) == r1["lineage_id"]
+    out = tmp_path / "b" / "out.txt"
+    out.parent.mkdir()
+    out.write_text("step 2")
+    r2 = Recorder("step2", {"run": "x"}, {}, [mid], [out], code_modules=["medrepro.fsutil"]).finish(
+        out.parent / "step2.provenance.json")
+    schema = json.loads((REPO / "workflow/schemas/provenance.schema.json").read_text())
+    for r in (r1, r2):
+        jsonschema.validate(r, schema)
+        assert r["device"]["used"] == "cpu" and r["device"]["cpu"]
+        assert r["packages"]["torch"].startswith("2.13.0")
+    # the input's lineage is the producing job's lineage id, not just its hash
+    assert r2["inputs"][0]["lineage_id"] == r1["lineage_id"]
+    assert r1["inputs"][0]["lineage_id"] == r1["inputs"][0]["sha256"]
+    assert r1["seeds"] == {"s": 3}
+    assert r2["wildcards"] == {"run": "x"}
+    assert r2["outputs"][0]["sha256"] and r2["outputs"][0]["size"] == 6
+
+
+def test_lineage_differs_between_seeds(tmp_path):
+    """Two seeds of one run share rule, params, code and inputs; the wildcards tell them apart."""
+    ids = []
+    for seed in ("0", "1"):
+        out = tmp_path / seed / "out.txt"
+        out.parent.mkdir()
+        out.write_text("same bytes")
+        ids.append(Recorder("train", {"run": "a", "seed": seed}, {"lr": 0.1}, [], [out],
+                            code_modules=["medrepro.fsutil"]).finish(out.parent / "p.json")["lineage_id"])
+    assert ids[0] != ids[1]
+
+
+def test_slurm_fields_from_the_job_environment(monkeypatch):
+    from medrepro.provenance import slurm_info
+
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    assert slurm_info() is None
+    for key, value in {"SLURM_JOB_ID": "42", "SLURM_JOB_PARTITION": "gpu", "SLURMD_NODENAME": "n1",
+                       "SLURM_CLUSTER_NAME": "lab", "SLURM_GPUS_ON_NODE": "1", "SLURM_STEP_ID": "0"}.items():
+        monkeypatch.setenv(key, value)
+    info = slurm_info()
+    assert info["job_id"] == "42" and info["partition"] == "gpu" and info["node"] == "n1"
+    assert info["cluster"] == "lab" and info["gpus"] == "1" and info["step_id"] == "0"
+
+
+def test_input_hash_comes_from_its_producer(tmp_path, monkeypatch):
+    """An input some job produced is not hashed again: its producer's record is reused."""
+    import medrepro.provenance as prov
+
+    mid = tmp_path / "a" / "mid.txt"
+    mid.parent.mkdir()
+    mid.write_text("step 1")
+    r1 = Recorder("step1", {}, {}, [], [mid], code_modules=["medrepro.fsutil"]).finish(mid.parent / "s1.provenance.json")
+    out = tmp_path / "out.txt"
+    out.write_text("x")
+    hashed = []
+    real = prov.path_sha256
+    monkeypatch.setattr(prov, "path_sha256", lambda p: hashed.append(str(p)) or real(p))
+    r2 = Recorder("step2", {}, {}, [mid], [out], code_modules=["medrepro.fsutil"]).finish(tmp_path / "s2.provenance.json")
+    assert str(mid) not in hashed
+    assert r2["inputs"][0]["sha256"] == r1["outputs"][0]["sha256"]
+    assert r2["inputs"][0]["lineage_id"] == r1["lineage_id"]

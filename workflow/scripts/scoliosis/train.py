@@ -1,0 +1,14 @@
+from medrepro.smk import job
+from medrepro.studies.scoliosis.run import train_run
+
+seed = int(snakemake.wildcards.seed)
+with job(snakemake, seeds={"train": seed}) as rec:
+    summary = train_run(
+        snakemake.params.run,
+        seed,
+        snakemake.input,
+        snakemake.output,
+        run_name=snakemake.wildcards.run,
+        descriptor=dict(snakemake.params.descriptor),
+    )
+    rec.set_device(summary["device"])
