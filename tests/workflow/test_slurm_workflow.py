@@ -107,9 +107,9 @@ def sacct_lines(job_id: str) -> str:
 
 
 def declared_localrules(workdir: Path) -> set[str]:
-    """Rule names in every `localrules:` directive of the workflow (Snakefile and rules/*.smk)."""
+    """Rule names in every `localrules:` directive of the workflow (Snakefile and rules/**/*.smk)."""
     names: set[str] = set()
-    for path in [workdir / "Snakefile", *sorted((workdir / "workflow" / "rules").glob("*.smk"))]:
+    for path in [workdir / "Snakefile", *sorted((workdir / "workflow" / "rules").rglob("*.smk"))]:
         lines = path.read_text().splitlines()
         for i, line in enumerate(lines):
             if not line.startswith("localrules:"):

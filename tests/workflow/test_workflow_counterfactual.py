@@ -13,6 +13,7 @@ import yaml
 
 from medrepro.fsutil import sha256_file
 from medrepro.report.summary import rank_study
+from medrepro.studies.counterfactual.layout import DESCRIPTOR
 from medrepro.report.render import fmt_ci
 from workflow_utils import REPO, TINY, make_workdir, planned_jobs, snakemake, write_config
 
@@ -63,7 +64,7 @@ def test_end_to_end_leaderboard_and_audit(done):
     res = wd / "results"
     board = (res / "leaderboard.md").read_text()
     study = _default_study()
-    assert f"## {study['descriptor']['title']} (`counterfactual`)" in board
+    assert f"## {DESCRIPTOR['title']} (`counterfactual`)" in board
     assert "scoliosis" not in board
     section = board.split("(`counterfactual`)", 1)[1]
     rows = [line for line in section.splitlines() if re.match(r"^\| \d+ \| `", line)]
@@ -73,7 +74,7 @@ def test_end_to_end_leaderboard_and_audit(done):
     rates = [json.loads((res / f"counterfactual/models/{m}/score.json").read_text())
              ["endpoints"]["recommendation_change"]["estimate"] for m in ranked]
     assert rates == sorted(rates)
-    assert all(r.count("[") >= len(study["descriptor"]["columns"]) for r in rows)
+    assert all(r.count("[") >= len(DESCRIPTOR["columns"]) for r in rows)
 
     audit = (res / "audit/counterfactual.md").read_text()
     for heading in AUDIT_SECTIONS:
@@ -120,7 +121,7 @@ def test_metrics_follow_the_shared_schema_and_equal_the_benchmark_score(done, mo
         jsonschema.validate(json.loads(p.read_text()), prov_schema)
 
     # the leaderboard's CI (its own bootstrap over the per-pair CSV) is the benchmark's CI
-    desc = _default_study()["descriptor"]
+    desc = DESCRIPTOR
     summary = pd.read_csv(res / "counterfactual/summary.csv", dtype={"split": str, "lineage_id": str})
     board = (res / "leaderboard.md").read_text()
     for row in rank_study(summary, desc, 1000, 0):
