@@ -2,21 +2,40 @@
 
 Each study package may add subcommands (its :class:`~medrepro.workflow.Study` ``cli``
 hook); each subcommand's ``run`` returns an exit status. Exit statuses: 0 success; 1 data that
-differs from its record (a :class:`~medrepro.errors.MismatchError`, e.g. a checksum mismatch);
-2 bad input or usage (an :class:`~medrepro.errors.InputError`, a missing file, an argparse
-error). Errors are reported as one line on stderr, never as a traceback.
+differs from its record (a :class:`~medrepro.errors.MismatchError`: a checksum mismatch, a
+results folder that does not verify); 2 bad input or usage (an
+:class:`~medrepro.errors.InputError`, a missing or unreadable file, an argparse error); 3 an
+internal error. Errors are reported as one line on stderr; ``--debug`` adds the traceback.
+
+* ``medrepro verify [RESULTS]``: re-hash a results folder against its provenance records.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 
 from medrepro.errors import InputError, MismatchError
 
 EXIT_OK = 0
 EXIT_MISMATCH = 1
 EXIT_INPUT = 2
+EXIT_INTERNAL = 3
+
+
+def _register_verify(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("verify", help="re-hash a results folder against its provenance records")
+    p.add_argument("results", nargs="?", default="results", help="results folder (default: results)")
+    p.set_defaults(_run=_run_verify)
+
+
+def _run_verify(args: argparse.Namespace) -> int:
+    from medrepro.verify import format_report, verify_results
+
+    report = verify_results(args.results)
+    print(format_report(report))
+    return EXIT_OK if report.clean else EXIT_MISMATCH
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medrepro", description="Reproducibility pipeline for medical-imaging ML studies")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an error")
+    _register_verify(sub)
     for study in discover().values():
         if study.cli is not None:
             study.cli(sub)
@@ -32,7 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _one_line(msg: object) -> str:
-    return " ".join(str(msg).split())
+    # no raw control or unpaired surrogate characters on the terminal
+    return " ".join(str(msg).split()).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,14 +66,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args._run(args)
     except MismatchError as e:
-        print(f"medrepro {args.command}: checksum mismatch: {_one_line(e)}", file=sys.stderr)
+        _report(args, "checksum mismatch", e)
         return EXIT_MISMATCH
     except InputError as e:
-        print(f"medrepro {args.command}: error: {_one_line(e)}", file=sys.stderr)
+        _report(args, "error", e)
         return EXIT_INPUT
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
-        print(f"medrepro {args.command}: error: {_one_line(e)}", file=sys.stderr)
+    except (OSError, UnicodeError) as e:  # a file that cannot be read or written as asked
+        _report(args, "error", e)
         return EXIT_INPUT
+    except Exception as e:  # a bug: say so in one line, not as a traceback
+        _report(args, f"internal error ({type(e).__name__})", e)
+        return EXIT_INTERNAL
+
+
+def _report(args: argparse.Namespace, what: str, e: BaseException) -> None:
+    if args.debug:
+        traceback.print_exception(e, file=sys.stderr)
+    print(f"medrepro {args.command}: {what}: {_one_line(e)}", file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

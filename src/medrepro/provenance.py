@@ -21,7 +21,9 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from medrepro.codehash import files_hash
+from medrepro.errors import MismatchError
 from medrepro.fsutil import sha256_file, write_json
+from medrepro.hashcache import file_sha256
 
 SCHEMA = "medrepro-provenance-v1"
 PACKAGES = ("medrepro", "snakemake", "torch", "numpy", "scipy", "pandas", "scikit-learn", "scikit-image")
@@ -35,15 +37,18 @@ def imported_code_hash() -> dict[str, Any]:
     return {"modules": names, "sha256": files_hash(names)}
 
 
-def path_sha256(path: str | Path) -> str:
-    """sha256 of a file, or of a directory as the sorted (relative path, file sha256) list."""
+def path_sha256(path: str | Path, cached: bool = True) -> str:
+    """sha256 of a file's bytes, or of a directory as the sorted (relative path, file sha256)
+    list. ``cached``: reuse the hash of a file that has not changed since it was last hashed
+    (:mod:`medrepro.hashcache`); the bytes are always the file's own."""
     path = Path(path)
+    file_hash = file_sha256 if cached else sha256_file
     if path.is_dir():
         h = hashlib.sha256()
         for f in sorted(p for p in path.rglob("*") if p.is_file()):
-            h.update(f"{f.relative_to(path)}\0{sha256_file(f)}\n".encode())
+            h.update(f"{f.relative_to(path)}\0{file_hash(f)}\n".encode())
         return h.hexdigest()
-    return sha256_file(path)
+    return file_hash(path)
 
 
 def path_size(path: Path) -> int:
@@ -189,22 +194,37 @@ class Recorder:
         self.seeds = seeds or {}
         self.device: dict[str, Any] = device_info("cpu")
         self.started = now()
+        self.extra: dict[str, Any] = {}
+        self._inputs: list[dict] | None = None
 
     def set_device(self, used: str) -> None:
         self.device = device_info(used)
+
+    def check_inputs(self) -> list[dict]:
+        """Hash the bytes of every input. An input another job produced must have the bytes
+        that job recorded (else :class:`~medrepro.errors.MismatchError` naming the file, both
+        hashes and the record); its lineage id is then that job's."""
+        inputs = []
+        for p in self.inputs:
+            sha = path_sha256(p)
+            found = find_producer(p)
+            lineage = sha
+            if found:
+                prov, out = found
+                if out["sha256"] != sha:
+                    raise MismatchError(p, "sha256", f"the bytes hash to {sha[:16]}..., its producer's record {prov} "
+                                        f"says {out['sha256'][:16]}...",
+                                        "the bytes the producing job wrote (restore the file or rerun that job)")
+                lineage = out["lineage_id"]
+            inputs.append({"path": str(p), "size": path_size(p), "sha256": sha, "lineage_id": lineage})
+        self._inputs = inputs
+        return inputs
 
     def finish(self, path: str | Path | None = None, extra: dict | None = None) -> dict:
         """Write the provenance record (atomically) and return it."""
         # recomputed from the files now, not taken from the rule's param
         rule_code = files_hash(self.code_modules or ["medrepro"], self.code_templates)
-        inputs = []
-        for p in self.inputs:
-            produced = lookup_output(p)  # its producer already hashed it: no second pass over the bytes
-            if produced:
-                inputs.append({k: produced[k] for k in ("size", "sha256", "lineage_id")} | {"path": str(p)})
-            else:
-                sha = path_sha256(p)
-                inputs.append({"path": str(p), "size": path_size(p), "sha256": sha, "lineage_id": sha})
+        inputs = self._inputs if self._inputs is not None else self.check_inputs()
         lid = lineage_id(self.rule, self.params, rule_code, [i["lineage_id"] for i in inputs], self.wildcards)
         outputs = [{"path": str(p), "size": path_size(p), "sha256": path_sha256(p), "lineage_id": lid}
                    for p in self.outputs if p.exists()]
@@ -232,7 +252,7 @@ class Recorder:
             "start": self.started,
             "end": now(),
             "lineage_id": lid,
-            "extra": extra or {},
+            "extra": {**self.extra, **(extra or {})},
         }
         write_json(path or provenance_path(self.rule, self.outputs), record)
         return record

@@ -45,6 +45,7 @@ def job(snakemake, seeds: dict | None = None) -> Iterator[Recorder]:
                         code_modules=code.get("modules"), code_templates=code.get("templates"), seeds=seeds)
     logging.info("rule %s wildcards %s", snakemake.rule, dict(snakemake.wildcards.items()))
     try:
+        recorder.check_inputs()  # before any work: refuse inputs whose bytes differ from their record
         yield recorder
     except BaseException:
         logging.error("job failed:\n%s", traceback.format_exc())

@@ -1,8 +1,10 @@
 import json
 
 import jsonschema
+import pytest
 
 from medrepro.codehash import files_hash as code_hash
+from medrepro.errors import MismatchError
 from medrepro.provenance import Recorder, lineage_id, lookup_lineage
 
 from repo_paths import REPO
@@ -75,10 +77,12 @@ def test_slurm_fields_from_the_job_environment(monkeypatch):
     assert info["cluster"] == "lab" and info["gpus"] == "1" and info["step_id"] == "0"
 
 
-def test_input_hash_comes_from_its_producer(tmp_path, monkeypatch):
-    """An input some job produced is not hashed again: its producer's record is reused."""
-    import medrepro.provenance as prov
+def test_inputs_are_hashed_from_their_bytes_once_per_change(tmp_path, monkeypatch):
+    """Every job hashes the bytes it reads; an unchanged file is hashed once and the hash is
+    reused from the cache (keyed by size, mtime, ctime and inode), never from another record."""
+    import medrepro.hashcache as hc
 
+    monkeypatch.setenv(hc.ENV, str(tmp_path / "cache"))
     mid = tmp_path / "a" / "mid.txt"
     mid.parent.mkdir()
     mid.write_text("step 1")
@@ -86,9 +90,28 @@ def test_input_hash_comes_from_its_producer(tmp_path, monkeypatch):
     out = tmp_path / "out.txt"
     out.write_text("x")
     hashed = []
-    real = prov.path_sha256
-    monkeypatch.setattr(prov, "path_sha256", lambda p: hashed.append(str(p)) or real(p))
+    real = hc.sha256_file
+    monkeypatch.setattr(hc, "sha256_file", lambda p: hashed.append(str(p)) or real(p))
     r2 = Recorder("step2", {}, {}, [mid], [out], code_modules=["medrepro.fsutil"]).finish(tmp_path / "s2.provenance.json")
-    assert str(mid) not in hashed
+    assert str(mid) not in hashed  # unchanged since step1 hashed it: from the cache
     assert r2["inputs"][0]["sha256"] == r1["outputs"][0]["sha256"]
     assert r2["inputs"][0]["lineage_id"] == r1["lineage_id"]
+    mid.write_text("step 1, edited")
+    with pytest.raises(MismatchError) as err:
+        Recorder("step2", {}, {}, [mid], [out]).check_inputs()
+    assert str(mid) in str(err.value) and "s1.provenance.json" in str(err.value)
+    assert str(mid) in hashed  # changed: hashed again
+
+
+def test_the_cache_never_serves_a_changed_file(tmp_path, monkeypatch):
+    import medrepro.hashcache as hc
+
+    monkeypatch.setenv(hc.ENV, str(tmp_path / "cache"))
+    f = tmp_path / "f.bin"
+    f.write_bytes(b"a" * 100)
+    first = hc.file_sha256(f)
+    f.unlink()
+    f.write_bytes(b"b" * 100)  # same size, new inode
+    assert hc.file_sha256(f) != first
+    monkeypatch.setenv(hc.ENV, "")
+    assert hc.file_sha256(f) == hc.sha256_file(f)
