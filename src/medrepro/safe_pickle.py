@@ -40,14 +40,52 @@ for _mod in ("numpy.core", "numpy._core"):
     _ALLOWED[(f"{_mod}.numeric", "_frombuffer")] = _numeric._frombuffer
 
 
+# Largest array a pickle may declare; the readers of each study pass their own limits.
+DEFAULT_MAX_BYTES = 1 << 30
+
+
+def _check_declared(shape: Any, dtype: Any, max_bytes: int, source: str) -> None:
+    """Refuse, before numpy allocates it, an array whose declared size exceeds ``max_bytes``."""
+    try:
+        dims = tuple(int(d) for d in (shape if isinstance(shape, (tuple, list)) else (shape,)))
+        itemsize = np.dtype(dtype).itemsize if dtype is not None else 8
+    except (TypeError, ValueError, OverflowError):
+        raise InputError(source, "pickle", f"array shape {shape!r} / dtype {dtype!r}", "a numeric array") from None
+    if any(d < 0 for d in dims):
+        raise InputError(source, "pickle", f"negative array shape {dims}", "a numeric array")
+    size = itemsize
+    for d in dims:
+        size *= d
+    if size > max_bytes:
+        raise InputError(source, "pickle", f"declares an array of shape {dims} ({size:,} bytes)",
+                         f"at most {max_bytes:,} bytes")
+
+
 class _ArrayUnpickler(pickle.Unpickler):
-    def __init__(self, data: bytes, source: str):
+    def __init__(self, data: bytes, source: str, max_bytes: int):
         super().__init__(io.BytesIO(data), encoding="latin1")
         self.source = source
+        self.max_bytes = max_bytes
+
+    def _guard(self, module: str, name: str, target: Any) -> Any:
+        """Constructors that allocate from a declared shape check the shape first."""
+        if name == "ndarray":
+            def ndarray(shape, dtype=float, *args, **kwargs):
+                _check_declared(shape, dtype, self.max_bytes, self.source)
+                return np.ndarray(shape, dtype, *args, **kwargs)
+            return ndarray
+        if name == "_reconstruct":
+            def reconstruct(subtype, shape, dtype):
+                _check_declared(shape, dtype, self.max_bytes, self.source)
+                if getattr(subtype, "__name__", None) == "ndarray":  # our guarded constructor
+                    subtype = np.ndarray
+                return target(subtype, shape, dtype)
+            return reconstruct
+        return target
 
     def find_class(self, module: str, name: str) -> Any:
         try:
-            return _ALLOWED[(module, name)]
+            return self._guard(module, name, _ALLOWED[(module, name)])
         except KeyError:
             raise InputError(
                 self.source, "pickle", f"forbidden global {module}.{name}", "a pickled numpy array only"
@@ -57,10 +95,14 @@ class _ArrayUnpickler(pickle.Unpickler):
         raise InputError(self.source, "pickle", "persistent id", "a pickled numpy array only")
 
 
-def loads_array(data: bytes, source: str | Path = "<bytes>") -> np.ndarray:
-    """Unpickle ``data`` (read from ``source``, used in messages) into a numeric ndarray."""
+def loads_array(data: bytes, source: str | Path = "<bytes>", max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
+    """Unpickle ``data`` (read from ``source``, used in messages) into a numeric ndarray.
+
+    Only numpy arrays are admitted (no other global is resolved), and no array larger than
+    ``max_bytes`` is allocated: a declared shape is checked before numpy builds it (the array
+    data itself must be in ``data``, so it is bounded by the file's size)."""
     try:
-        obj = _ArrayUnpickler(data, str(source)).load()
+        obj = _ArrayUnpickler(data, str(source), max_bytes).load()
     except InputError:
         raise
     except Exception as exc:  # truncated or corrupt pickles raise many kinds of errors
@@ -70,14 +112,16 @@ def loads_array(data: bytes, source: str | Path = "<bytes>") -> np.ndarray:
         raise InputError(source, "pickle", f"holds a {type(obj).__name__}", "a numpy ndarray")
     if obj.dtype.kind not in "biuf":
         raise InputError(source, "pickle", f"array dtype {obj.dtype}", "a bool, integer or float array")
+    if obj.nbytes > max_bytes:
+        raise InputError(source, "pickle", f"array of {obj.nbytes:,} bytes", f"at most {max_bytes:,} bytes")
     return obj
 
 
-def load_array(path: str | Path) -> np.ndarray:
+def load_array(path: str | Path, max_bytes: int = DEFAULT_MAX_BYTES) -> np.ndarray:
     """Read ``path`` and unpickle it with :func:`loads_array`."""
     path = Path(path)
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise InputError(path, "file", f"cannot read: {exc.strerror or exc}", "a readable .pkl file") from None
-    return loads_array(data, path)
+    return loads_array(data, path, max_bytes)

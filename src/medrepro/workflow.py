@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -108,6 +109,37 @@ def run_cfg(config: dict, study: str, run: str) -> dict:
     if init is not None and init not in sc["runs"]:
         raise KeyError(f"studies.{study}.runs.{run}.init_from: no run named {init!r}")
     return merged
+
+
+_RUN_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def check_runs(config: dict, study: str, same_as_init: Iterable[str] = ("model",)) -> None:
+    """Plan-time checks of a study's runs, each naming the key: run names are plain
+    identifiers, seeds are unique, ``init_from`` names a run, forms no cycle and starts from a
+    run with the same ``same_as_init`` keys (e.g. model and input)."""
+    runs = study_cfg(config, study).get("runs", {})
+    for run in runs:
+        key = f"studies.{study}.runs.{run}"
+        if not _RUN_NAME.match(str(run)):
+            raise ValueError(f"{key}: run names must be plain identifiers (letters, digits, '_'), got {run!r}")
+        rc = run_cfg(config, study, run)
+        seeds = list(rc.get("seeds", []))
+        if len(set(seeds)) != len(seeds):
+            raise ValueError(f"{key}.seeds: duplicate seeds {seeds}")
+        parent = rc.get("init_from")
+        if parent is not None:
+            prc = run_cfg(config, study, parent)
+            for k in same_as_init:
+                if prc.get(k) != rc.get(k):
+                    raise ValueError(f"{key}.init_from: run {parent!r} has {k} {prc.get(k)!r}, this run {rc.get(k)!r} "
+                                     f"(a run can only start from a checkpoint of the same {k})")
+        seen = [run]
+        while parent is not None:
+            if parent in seen:
+                raise ValueError(f"{key}.init_from: cycle {' -> '.join(seen + [parent])}")
+            seen.append(parent)
+            parent = run_cfg(config, study, parent).get("init_from")
 
 
 def run_seeds(config: dict, study: str) -> list[tuple[str, int]]:

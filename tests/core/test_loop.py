@@ -69,7 +69,8 @@ def test_selection_follows_the_metric_direction(tmp_path, primary, higher):
     best = (max if higher else min)(vals, key=vals.get)
     assert summary["selected"]["step"] == best
     assert summary["loss_last"] < summary["loss_first"]
-    assert summary["samples_per_second"] > 0
+    assert summary["timing"]["samples_per_second"] > 0 and summary["resume"] == {"resumed": False}
+    assert "seconds" not in json.loads((tmp_path / "summary.json").read_text())
     log = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert len(log) == 30 and set(log[0]) == {"step", "loss", "mse", "lr"}
 
@@ -95,7 +96,36 @@ def test_resume_state_of_another_config_is_ignored(tmp_path):
     with pytest.raises(Preempted):
         _fit(tmp_path, ToyRegression(ToyConfig(**CFG)), stop_at=6)
     other = _fit(tmp_path, ToyRegression(ToyConfig(**{**CFG, "lr": 0.01})))
-    assert not other["resumed"]
+    assert not other["resumed"] and other["resume"]["differs"] == ["config"]
+
+
+def _fit_inputs(tmp, inputs, init=None, stop_at=None):
+    return fit(ToyRegression(ToyConfig(**CFG)), tmp, tmp / "checkpoint.pt", tmp / "log.jsonl", tmp / "summary.json",
+               init_from=init, stop_at=stop_at, inputs=inputs)
+
+
+def test_resume_state_for_other_inputs_or_another_start_is_discarded(tmp_path):
+    with pytest.raises(Preempted):
+        _fit_inputs(tmp_path, {"split": "a" * 64, "code": "c" * 64}, stop_at=6)
+    other = _fit_inputs(tmp_path, {"split": "b" * 64, "code": "c" * 64})
+    assert not other["resumed"] and other["resume"]["differs"] == ["inputs", "inputs.split"]
+    start = tmp_path / "start.pt"
+    torch.save({"state_dict": torch.nn.Linear(1, 1).state_dict()}, start)
+    with pytest.raises(Preempted):
+        _fit_inputs(tmp_path / "b", {}, init=start, stop_at=6)
+    again = _fit_inputs(tmp_path / "b", {}, init=start)
+    assert again["resumed"] and again["resume"]["from_step"] == 6 and len(again["resume"]["state_sha256"]) == 64
+    with pytest.raises(Preempted):
+        _fit_inputs(tmp_path / "c", {}, init=start, stop_at=6)
+    torch.save({"state_dict": {"weight": torch.ones(1, 1), "bias": torch.zeros(1)}}, start)  # another start
+    assert _fit_inputs(tmp_path / "c", {}, init=start)["resume"]["differs"] == ["init_from"]
+
+
+def test_identical_runs_give_identical_bytes(tmp_path):
+    for name in ("a", "b"):
+        _fit(tmp_path / name, ToyRegression(ToyConfig(**CFG)))
+    for f in ("checkpoint.pt", "log.jsonl", "summary.json"):
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
 
 
 def test_unknown_selection_is_refused(tmp_path):

@@ -7,11 +7,15 @@ Guarantees, whatever the study:
 - a job that is killed, or receives SIGTERM (SLURM preemption or time limit), resumes from its
   last resume state and ends with the same weights and metrics as an uninterrupted run: the
   state holds model, optimizer, scheduler, grad scaler, both RNG states, the evaluation history
-  and the best weights so far; resume state of another configuration is ignored;
+  and the best weights so far. The state carries a fingerprint of everything that determines
+  training (the run's config and seed, the code hash, the bytes of every input, the checkpoint it
+  starts from): state with another fingerprint is discarded, and the log says which part differed;
 - checkpoint selection ``val`` (best validation value of the study's primary metric), ``last``,
   or ``test`` (best test value: flagged test-guided wherever its numbers appear);
 - CUDA where torch sees a GPU, with fp16 autocast when ``amp`` is set; CPU otherwise;
-- a JSON-lines log with one entry per step, and validation entries every ``eval_every`` steps.
+- a JSON-lines log with one entry per step, and validation entries every ``eval_every`` steps;
+- byte-stable outputs: the checkpoint, the log and the summary hold no timings or file names, so
+  the same work gives the same bytes (timings are returned for the job's provenance instead).
 
 The hooks, in the order the loop calls them: :meth:`Trainer.build_model`,
 :meth:`Trainer.build_optimizer`, then per step :meth:`Trainer.next_batch` and
@@ -21,7 +25,9 @@ The hooks, in the order the loop calls them: :meth:`Trainer.build_model`,
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import logging
 import signal
 import time
 from dataclasses import asdict, dataclass
@@ -35,6 +41,7 @@ from medrepro.fsutil import atomic_path, write_json
 from medrepro.train.device import choose_device
 
 SELECTION_POLICIES = ("val", "last", "test")
+log = logging.getLogger(__name__)
 
 
 class Preempted(SystemExit):
@@ -167,13 +174,39 @@ def _cpu_state_dict(model: torch.nn.Module) -> dict:
     return {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
 
 
+def save_torch(obj: Any, path: Path) -> None:
+    """``torch.save`` with byte-stable output: saved through a buffer, so the archive's internal
+    name does not follow the (temporary) file name; written atomically."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(buf.getvalue())
+
+
+def run_fingerprint(cfg: LoopConfig, inputs: dict[str, str] | None, init_from: Path | None) -> dict:
+    """The parts of a run's fingerprint: config (with seed), input hashes (and code hash), the
+    checkpoint it starts from."""
+    init = hashlib.sha256(Path(init_from).read_bytes()).hexdigest() if init_from is not None else None
+    return {"config": cfg.fingerprint(), "inputs": dict(sorted((inputs or {}).items())), "init_from": init}
+
+
+def _digest(parts: dict) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()
+
+
 def fit(trainer: Trainer, run_dir: Path, checkpoint_out: Path, log_out: Path, summary_out: Path,
-        init_from: Path | None = None, meta: dict | None = None, stop_at: int | None = None) -> dict:
+        init_from: Path | None = None, meta: dict | None = None, stop_at: int | None = None,
+        inputs: dict[str, str] | None = None) -> dict:
     """Train one run x seed; write the selected checkpoint, a JSON-lines log and a summary.
 
-    ``stop_at`` simulates a preemption at that step (used by the pipeline's resume check).
+    ``inputs``: name -> sha256 of everything else that determines training (input files, code
+    hash); part of the resume fingerprint. ``stop_at`` simulates a preemption at that step (used
+    by the pipeline's resume check). Returns the summary, plus ``timing`` and ``resume`` (from
+    which step and state, or why saved state was discarded) for the job's provenance.
     """
     cfg = trainer.cfg
+    fp_parts = run_fingerprint(cfg, inputs, init_from)
+    fingerprint = _digest(fp_parts)
     if cfg.selection not in SELECTION_POLICIES:
         raise ValueError(f"selection {cfg.selection!r}: expected one of {SELECTION_POLICIES}")
     torch.manual_seed(cfg.seed)
@@ -196,9 +229,19 @@ def fit(trainer: Trainer, run_dir: Path, checkpoint_out: Path, log_out: Path, su
 
     resume_path = Path(run_dir) / "resume.pt"
     step, history, best, log_lines = 0, [], None, []
+    resume: dict[str, Any] = {"resumed": False}
     if resume_path.exists():
+        state_sha = hashlib.sha256(resume_path.read_bytes()).hexdigest()
         state = torch.load(resume_path, map_location="cpu", weights_only=True)
-        if state["fingerprint"] == cfg.fingerprint():
+        if state.get("fingerprint") != fingerprint:
+            saved = json.loads(state["fingerprint_parts"]) if "fingerprint_parts" in state else {}
+            differ = sorted(k for k in fp_parts if saved.get(k) != fp_parts[k]) or ["fingerprint"]
+            if saved.get("inputs") and fp_parts["inputs"]:
+                differ += [f"inputs.{k}" for k in sorted(set(saved["inputs"]) | set(fp_parts["inputs"]))
+                           if saved["inputs"].get(k) != fp_parts["inputs"].get(k)]
+            log.warning("resume state %s discarded: it was saved for another %s", resume_path, ", ".join(differ))
+            resume = {"resumed": False, "discarded": str(resume_path), "state_sha256": state_sha, "differs": differ}
+        else:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             sched.load_state_dict(state["scheduler"])
@@ -208,16 +251,18 @@ def fit(trainer: Trainer, run_dir: Path, checkpoint_out: Path, log_out: Path, su
             step, history, best = state["step"], json.loads(state["history"]), state["best"]
             log_lines = json.loads(state["log"])
             log_lines.append({"event": "resumed", "step": step})
+            resume = {"resumed": True, "from_step": step, "state": str(resume_path), "state_sha256": state_sha}
+            log.info("resumed from %s at step %d", resume_path, step)
 
     def save_resume() -> None:
         state = {
-            "fingerprint": cfg.fingerprint(), "model": _cpu_state_dict(model), "optimizer": opt.state_dict(),
+            "fingerprint": fingerprint, "fingerprint_parts": json.dumps(fp_parts),
+            "model": _cpu_state_dict(model), "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "numpy_rng": _rng_state(rng),
             "torch_rng": torch.get_rng_state(), "step": step, "history": json.dumps(history), "best": best,
             "log": json.dumps(log_lines),
         }
-        with atomic_path(resume_path) as tmp:
-            torch.save(state, tmp)
+        save_torch(state, resume_path)
 
     eval_splits = ["val", "test"] if cfg.selection == "test" else ["val"]
     select_on = {"val": "val", "test": "test", "last": None}[cfg.selection]
@@ -257,17 +302,15 @@ def fit(trainer: Trainer, run_dir: Path, checkpoint_out: Path, log_out: Path, su
     checkpoint = {
         "state_dict": best["state_dict"],
         "meta": {**(meta or {}), **trainer.model_meta(), "selection": cfg.selection, "step": best["step"],
-                 "seed": cfg.seed, "fingerprint": cfg.fingerprint()},
+                 "seed": cfg.seed, "fingerprint": fingerprint, "config_fingerprint": fp_parts["config"]},
     }
-    with atomic_path(checkpoint_out) as tmp:
-        torch.save(checkpoint, tmp)
+    save_torch(checkpoint, checkpoint_out)
     with atomic_path(log_out) as tmp:
         tmp.write_text("".join(json.dumps(line) + "\n" for line in log_lines))
     losses = [line["loss"] for line in log_lines if "loss" in line]
     head = max(1, len(losses) // 10)
     summary = {
-        "device": str(device), "amp": use_amp, "iterations": cfg.iterations, "seconds": round(elapsed, 3),
-        "samples_per_second": round(trainer.samples_per_step() * len(losses) / max(elapsed, 1e-9), 2),
+        "device": str(device), "amp": use_amp, "iterations": cfg.iterations,
         "loss_first": float(np.mean(losses[:head])), "loss_last": float(np.mean(losses[-head:])),
         "selected": selected, "selected_eval": final_in_training, "history": history,
         **trainer.summary_extra(), "resumed": any(line.get("event") == "resumed" for line in log_lines),
@@ -275,7 +318,9 @@ def fit(trainer: Trainer, run_dir: Path, checkpoint_out: Path, log_out: Path, su
     }
     write_json(summary_out, summary)
     resume_path.unlink(missing_ok=True)
-    return summary
+    timing = {"seconds": round(elapsed, 3),
+              "samples_per_second": round(trainer.samples_per_step() * len(losses) / max(elapsed, 1e-9), 2)}
+    return {**summary, "timing": timing, "resume": resume}
 
 
 def compare_interrupted(train_once: Callable[[Path, int | None], dict], work_dir: Path, stop_at: int) -> dict:

@@ -10,4 +10,4 @@ def npy_pose_loader(monkeypatch):
     them with numpy instead of the Scoliosis1K pickle reader."""
     import medrepro.studies.scoliosis.data as mod
 
-    monkeypatch.setattr(mod, "load_pose", lambda path: np.load(path))
+    monkeypatch.setattr(mod, "load_pose", lambda path, sha256=None: np.load(path))

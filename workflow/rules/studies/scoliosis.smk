@@ -5,6 +5,7 @@ from medrepro.studies.scoliosis import layout as scl
 SC = config["studies"].get("scoliosis", {"enabled": False})
 if SC.get("enabled", True):
     validate(SC, "../../schemas/studies/scoliosis.schema.yaml")
+    scl.check_config(config)
 mw.register(scl.STUDY)
 SC_DATA = SC.get("data", {})
 SC_DIR = scl.study_dir(config)
@@ -52,6 +53,7 @@ rule scoliosis_manifest:
     params:
         roots=lambda w: scl.data_roots(config),
         source=SC_DATA.get("source"),
+        limits=SC_DATA.get("limits", {}),
         code=mw.rule_code("scoliosis/manifest.py"),
     script:
         "../../scripts/scoliosis/manifest.py"

@@ -10,5 +10,7 @@ with job(snakemake, seeds={"train": seed}) as rec:
         snakemake.output,
         run_name=snakemake.wildcards.run,
         descriptor=dict(snakemake.params.descriptor),
+        code_sha256=snakemake.params.code["sha256"],
     )
     rec.set_device(summary["device"])
+    rec.extra.update(timing=summary["timing"], resume=summary["resume"])

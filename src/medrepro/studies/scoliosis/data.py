@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from medrepro.errors import InputError
+from medrepro.errors import InputError, MismatchError
 from medrepro.fsutil import sha256_bytes, sha256_file, write_json
 from medrepro.safe_pickle import loads_array
 
@@ -87,29 +88,45 @@ def scan_tree(root: Path) -> dict[str, tuple[str, Path]]:
     return found
 
 
-def _check_array(a: np.ndarray, path: Path, field: str, frame_shape: tuple[int, ...], expected: str) -> None:
+@dataclass(frozen=True)
+class Limits:
+    """Bounds on an untrusted sequence file: frames, and bytes an array may declare (checked
+    before numpy allocates it)."""
+
+    max_frames: int = 100_000
+    max_bytes: int = 1 << 30
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "Limits":
+        return cls(**{k: int(v) for k, v in (d or {}).items()})
+
+
+def _check_array(a: np.ndarray, path: Path, field: str, frame_shape: tuple[int, ...], expected: str,
+                 limits: Limits = Limits()) -> None:
     if a.ndim != 1 + len(frame_shape) or a.shape[1:] != frame_shape:
         raise InputError(path, field, f"array of shape {a.shape}", expected)
     if a.shape[0] == 0:
         raise InputError(path, field, "empty sequence (0 frames)", expected)
+    if a.shape[0] > limits.max_frames:
+        raise InputError(path, field, f"{a.shape[0]} frames", f"at most {limits.max_frames} (data.limits.max_frames)")
     if a.dtype.kind == "f" and not np.isfinite(a).all():
         raise InputError(path, field, f"{int((~np.isfinite(a)).sum())} non-finite values (NaN/inf)", expected)
 
 
-def _pose_from_bytes(data: bytes, path: Path) -> np.ndarray:
+def _pose_from_bytes(data: bytes, path: Path, limits: Limits = Limits()) -> np.ndarray:
     # Checked after the cast, so values too large for float32 count as non-finite.
-    a = loads_array(data, path)
+    a = loads_array(data, path, limits.max_bytes)
     if a.ndim == 3 and a.shape[1:] == (17, 3):
         with np.errstate(over="ignore"):
             a = a.astype(np.float32)
-    _check_array(a, path, "pose", (17, 3), "(T, 17, 3) finite x, y, confidence with T > 0")
+    _check_array(a, path, "pose", (17, 3), "(T, 17, 3) finite x, y, confidence with T > 0", limits)
     return a
 
 
-def _silhouette_from_bytes(data: bytes, path: Path) -> np.ndarray:
-    a = loads_array(data, path)
+def _silhouette_from_bytes(data: bytes, path: Path, limits: Limits = Limits()) -> np.ndarray:
+    a = loads_array(data, path, limits.max_bytes)
     expected = "(T, 64, 64) uint8 values 0..255 with T > 0"
-    _check_array(a, path, "silhouette", _SIL_SHAPE, expected)
+    _check_array(a, path, "silhouette", _SIL_SHAPE, expected, limits)
     if a.dtype != np.uint8:
         if ((a < 0) | (a > 255)).any() or (a != np.round(a)).any():
             raise InputError(path, "silhouette", f"dtype {a.dtype} with values outside the integers 0..255", expected)
@@ -124,14 +141,24 @@ def _read(path: Path) -> bytes:
         raise InputError(path, "file", f"cannot read: {exc.strerror or exc}", "a readable .pkl file") from None
 
 
-def load_pose(path: Path) -> np.ndarray:
-    """Load a pose pkl as (T, 17, 3) float32 x, y, confidence (missing keypoints are zeros)."""
-    return _pose_from_bytes(_read(path), Path(path))
+def _read_checked(path: Path, sha256: str | None) -> bytes:
+    """The file's bytes; with ``sha256`` (the manifest's record) they must hash to it."""
+    data = _read(path)
+    if sha256 is not None and sha256_bytes(data) != sha256:
+        raise MismatchError(path, "sha256", f"the bytes hash to {sha256_bytes(data)}, the manifest recorded {sha256}",
+                            "the file the manifest was built from (rebuild the manifest if it changed on purpose)")
+    return data
 
 
-def load_silhouette(path: Path) -> np.ndarray:
-    """Load a silhouette pkl as (T, 64, 64) uint8."""
-    return _silhouette_from_bytes(_read(path), Path(path))
+def load_pose(path: Path, sha256: str | None = None) -> np.ndarray:
+    """Load a pose pkl as (T, 17, 3) float32 x, y, confidence (missing keypoints are zeros).
+    With ``sha256`` the file must still have the bytes the manifest recorded."""
+    return _pose_from_bytes(_read_checked(path, sha256), Path(path))
+
+
+def load_silhouette(path: Path, sha256: str | None = None) -> np.ndarray:
+    """Load a silhouette pkl as (T, 64, 64) uint8 (``sha256`` as for :func:`load_pose`)."""
+    return _silhouette_from_bytes(_read_checked(path, sha256), Path(path))
 
 
 def as_pose(pose: Any, source: str | Path | None = None) -> np.ndarray:
@@ -229,11 +256,12 @@ def carve_validation(train_ids: list[str], labels: dict[str, str], fraction: flo
 # Manifest and split records
 
 
-def build_manifest(pose_root: Path, sil_root: Path | None, out_path: Path) -> dict:
+def build_manifest(pose_root: Path, sil_root: Path | None, out_path: Path, limits: Limits = Limits()) -> dict:
     """Scan, load and validate every sequence; write the manifest JSON atomically and return it.
 
     With ``sil_root`` both trees must hold the same IDs with the same labels. Roots are recorded
-    as given; ``pose`` / ``sil`` are paths relative to them.
+    as given; ``pose`` / ``sil`` are paths relative to them. Every file is bounded by ``limits``
+    and its sha256 recorded; later readers check each file against that record.
     """
     pose_root = Path(pose_root)
     poses = scan_tree(pose_root)
@@ -257,7 +285,7 @@ def build_manifest(pose_root: Path, sil_root: Path | None, out_path: Path) -> di
         entry = {
             "id": sid,
             "label": label,
-            "frames": int(_pose_from_bytes(data, pose_path).shape[0]),
+            "frames": int(_pose_from_bytes(data, pose_path, limits).shape[0]),
             "pose": pose_path.relative_to(pose_root).as_posix(),
             "pose_sha256": sha256_bytes(data),
             "sil": None,
@@ -267,7 +295,7 @@ def build_manifest(pose_root: Path, sil_root: Path | None, out_path: Path) -> di
         if sils is not None:
             sil_path = sils[sid][1]
             data = _read(sil_path)
-            entry["sil_frames"] = int(_silhouette_from_bytes(data, sil_path).shape[0])
+            entry["sil_frames"] = int(_silhouette_from_bytes(data, sil_path, limits).shape[0])
             entry["sil"] = sil_path.relative_to(sil_root).as_posix()
             entry["sil_sha256"] = sha256_bytes(data)
         sequences.append(entry)

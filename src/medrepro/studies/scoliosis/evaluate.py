@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import torch
 
+from medrepro.errors import InputError
 from medrepro.fsutil import atomic_path, write_json
 from medrepro.metrics.bootstrap import cluster_weights, percentile_ci
 from medrepro.metrics.registry import CLASSIFICATION, classification_from_confusion, compute, confusion_counts
 from medrepro.studies.scoliosis.store import SequenceStore
 from medrepro.train.device import choose_device
-from medrepro.train.registry import build_model
+from medrepro.train.registry import MODELS, build_model
 
 
 @torch.no_grad()
@@ -55,10 +57,42 @@ def metrics_with_ci(pred: pd.DataFrame, n_classes: int, iterations: int, seed: i
     return out
 
 
-def load_checkpoint(path: Path) -> tuple[torch.nn.Module, dict]:
-    """Rebuild the model from a checkpoint, loading weights only (no code runs from the file)."""
+# Bounds on what a checkpoint may ask the loader to build (the published recipe is width 1).
+MAX_WIDTH = 4.0
+MAX_CLASSES = 16
+CHANNELS = (1, 2)
+
+
+def _check_meta(path: Path, meta: Any, expected: dict | None) -> None:
+    """Refuse, before building anything, a checkpoint whose recorded architecture is out of
+    bounds or that belongs to another run than the one being evaluated."""
+    if not isinstance(meta, dict):
+        raise InputError(path, "meta", f"got {type(meta).__name__}", "the dict a medrepro trainer writes")
+    if meta.get("model") not in MODELS:
+        raise InputError(path, "meta.model", f"{meta.get('model')!r}", f"one of {sorted(MODELS)}")
+    width = meta.get("width")
+    if not isinstance(width, (int, float)) or isinstance(width, bool) or not 0 < width <= MAX_WIDTH:
+        raise InputError(path, "meta.width", f"{width!r}", f"a number in (0, {MAX_WIDTH}]")
+    if meta.get("in_channels") not in CHANNELS:
+        raise InputError(path, "meta.in_channels", f"{meta.get('in_channels')!r}", f"one of {CHANNELS}")
+    n = meta.get("n_classes")
+    if not isinstance(n, int) or isinstance(n, bool) or not 2 <= n <= MAX_CLASSES:
+        raise InputError(path, "meta.n_classes", f"{n!r}", f"an integer in [2, {MAX_CLASSES}]")
+    for key, want in (expected or {}).items():
+        if meta.get(key) != want:
+            raise InputError(path, f"meta.{key}", f"{meta.get(key)!r}", f"{want!r} (the run being evaluated)")
+
+
+def load_checkpoint(path: Path, expected: dict | None = None) -> tuple[torch.nn.Module, dict]:
+    """Rebuild the model from a checkpoint, loading weights only (no code runs from the file).
+
+    ``expected``: meta keys the checkpoint must have (run, model, input, split, config
+    fingerprint), so a checkpoint of another run is not evaluated in its place."""
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    meta = ckpt["meta"]
+    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
+        raise InputError(path, "checkpoint", "no state_dict", "a medrepro checkpoint")
+    meta = ckpt.get("meta")
+    _check_meta(Path(path), meta, expected)
     model = build_model(meta["model"], in_channels=meta["in_channels"], n_classes=meta["n_classes"],
                         width=meta["width"])
     model.load_state_dict(ckpt["state_dict"])
@@ -68,10 +102,10 @@ def load_checkpoint(path: Path) -> tuple[torch.nn.Module, dict]:
 def evaluate_checkpoint(checkpoint: Path, store: SequenceStore, split: dict, *, study: str, run: str, seed: int,
                         split_name: str, data_kind: str, train_summary: dict, metrics_out: Path,
                         predictions_out: Path, iterations: int, boot_seed: int, max_frames: int = 720,
-                        primary: str = "macro_f1", unit: str = "test sequence") -> dict:
+                        primary: str = "macro_f1", unit: str = "test sequence", expected: dict | None = None) -> dict:
     """Re-load the selected checkpoint and evaluate it on the test split (and on val, to check
     that the standalone evaluation reproduces the in-training evaluation)."""
-    model, meta = load_checkpoint(checkpoint)
+    model, meta = load_checkpoint(checkpoint, expected)
     device = choose_device("auto")
     model.to(device)
     n_classes = meta["n_classes"]

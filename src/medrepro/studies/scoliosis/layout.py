@@ -78,6 +78,28 @@ def run_inputs(config: dict, run: str, seed: int) -> dict:
     return out
 
 
+def check_config(config: dict) -> None:
+    """Plan-time checks of the study's block, each naming the key (the schema checks types)."""
+    mw.check_runs(config, NAME, same_as_init=("model", "input"))
+    cfg = _cfg(config)
+    splits = cfg.get("data", {}).get("splits", {})
+    variants = cfg.get("skeleton_maps", {})
+    for run in cfg["runs"]:
+        rc = mw.run_cfg(config, NAME, run)
+        if rc["split"] not in splits:
+            raise ValueError(f"studies.scoliosis.runs.{run}.split: no split {rc['split']!r}; "
+                             f"data.splits has {sorted(splits)}")
+        variant = variant_of(rc["input"])
+        if variant and variant not in variants:
+            raise ValueError(f"studies.scoliosis.runs.{run}.input: no skeleton_maps variant {variant!r}; "
+                             f"known: {sorted(variants)}")
+    check = cfg.get("resume_check", {})
+    if check.get("run") is not None and check["run"] not in cfg["runs"]:
+        raise ValueError(f"studies.scoliosis.resume_check.run: no run named {check['run']!r}")
+    if cfg.get("figure_variant") is not None and cfg["figure_variant"] not in variants:
+        raise ValueError(f"studies.scoliosis.figure_variant: no skeleton_maps variant {cfg['figure_variant']!r}")
+
+
 def audit_inputs(config: dict) -> dict:
     d = study_dir(config)
     cfgs = {r: mw.run_cfg(config, NAME, r) for r in _cfg(config)["runs"]}

@@ -166,8 +166,10 @@ def build_pav(manifest_path: Path, split_path: Path, out_npz: Path, out_stats: P
     raw = np.zeros((len(ids), len(PAV_PAIRS), len(PAV_MEASURES)))
     for n, entry in enumerate(seqs):
         path = root / entry["pose"]
-        # load_pose is looked up in the data module at call time (tests replace it there).
-        raw[n] = compute_pav(as_pose(scoliosis_data.load_pose(path), path), tilt)
+        # load_pose is looked up in the data module at call time (tests replace it there); the
+        # file must still have the bytes the manifest recorded.
+        pose = scoliosis_data.load_pose(path, sha256=entry.get("pose_sha256"))
+        raw[n] = compute_pav(as_pose(pose, path), tilt)
     stats = fit_minmax(dict(zip(ids, raw)), split["train"])
     stats.update(
         pairs=[name for name, _, _ in PAV_PAIRS],

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from medrepro.fsutil import write_json
+from medrepro.provenance import path_sha256
 from medrepro.studies.scoliosis.evaluate import evaluate_checkpoint
 from medrepro.studies.scoliosis.store import load_store
 from medrepro.studies.scoliosis.trainer import TrainConfig
@@ -45,7 +46,9 @@ def _as_dict(obj: Any) -> dict:
 
 
 def train_run(run: dict, seed: int, inputs: Any, outputs: Any, run_name: str, descriptor: dict,
-              stop_at: int | None = None) -> dict:
+              stop_at: int | None = None, code_sha256: str | None = None) -> dict:
+    """Train one run x seed. The resume fingerprint covers the run's config, ``code_sha256``
+    (the job's code param) and the bytes of every input (the checkpoint it starts from too)."""
     inputs, outputs = _as_dict(inputs), _as_dict(outputs)
     cfg = train_config(run, seed)
     store, split = _store(run, inputs)
@@ -54,8 +57,11 @@ def train_run(run: dict, seed: int, inputs: Any, outputs: Any, run_name: str, de
     run_dir = Path(outputs["checkpoint"]).parent
     meta = {"run": run_name, "input": run["input"], "split": run["split"], "class_map": split["class_map"]}
     init = Path(inputs["init"]) if inputs.get("init") else None
+    hashes = {name: path_sha256(path) for name, path in sorted(inputs.items()) if name != "init"}
+    if code_sha256:
+        hashes["code"] = code_sha256
     return fit(trainer, run_dir, Path(outputs["checkpoint"]), Path(outputs["log_jsonl"]),
-               Path(outputs["summary"]), init_from=init, meta=meta, stop_at=stop_at)
+               Path(outputs["summary"]), init_from=init, meta=meta, stop_at=stop_at, inputs=hashes)
 
 
 def evaluate_run(run: dict, seed: int, inputs: Any, outputs: Any, run_name: str, bootstrap: dict,
@@ -70,6 +76,8 @@ def evaluate_run(run: dict, seed: int, inputs: Any, outputs: Any, run_name: str,
         iterations=int(bootstrap["iterations"]), boot_seed=int(bootstrap["seed"]),
         max_frames=int(run.get("max_eval_frames", 720)), primary=descriptor["primary"],
         unit=descriptor.get("unit", "test sequence"),
+        expected={"run": run_name, "model": run["model"], "input": run["input"], "split": run["split"],
+                  "config_fingerprint": train_config(run, seed).fingerprint()},
     )
 
 

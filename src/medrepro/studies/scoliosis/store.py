@@ -38,7 +38,9 @@ def load_store(manifest_path: Path, split_path: Path, source: str, prep_dir: Pat
         if source == "silhouette":
             if not manifest.get("sil_root") or not by_id[sid].get("sil"):
                 raise InputError(manifest_path, "sil_root", "no silhouettes in the manifest", "a silhouette tree")
-            sequences[sid] = load_silhouette(Path(manifest["sil_root"]) / by_id[sid]["sil"])[:, None]
+            entry = by_id[sid]
+            sil = load_silhouette(Path(manifest["sil_root"]) / entry["sil"], sha256=entry.get("sil_sha256"))
+            sequences[sid] = sil[:, None]
         elif source == "skeleton_maps":
             path = Path(prep_dir) / f"{sid}.npy"
             arr = np.load(path, allow_pickle=False)

@@ -19,10 +19,12 @@ from medrepro.studies.scoliosis.skeleton_maps.params import SkeletonMapParams
 from medrepro.studies.scoliosis.skeleton_maps.render import _single_thread_blas, rasterize_sequence
 
 
-def _rasterize_one(args: tuple[str, str, str, SkeletonMapParams]) -> tuple[str, int, str]:
-    sid, pose_path, tmp_dir, params = args
-    # load_pose is looked up in the data module at call time (tests replace it there).
-    maps = rasterize_sequence(as_pose(scoliosis_data.load_pose(pose_path), pose_path), params)
+def _rasterize_one(args: tuple[str, str, str | None, str, SkeletonMapParams]) -> tuple[str, int, str]:
+    sid, pose_path, pose_sha256, tmp_dir, params = args
+    # load_pose is looked up in the data module at call time (tests replace it there); the file
+    # must still have the bytes the manifest recorded.
+    pose = scoliosis_data.load_pose(pose_path, sha256=pose_sha256)
+    maps = rasterize_sequence(as_pose(pose, pose_path), params)
     target = Path(tmp_dir) / f"{sid}.npy"
     np.save(target, maps)
     return sid, len(maps), sha256_file(target)
@@ -47,7 +49,7 @@ def build_skeleton_maps(manifest_path: Path, out_dir: Path, params: SkeletonMapP
     tmp_dir = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
     os.chmod(tmp_dir, 0o755)  # mkdtemp makes it private; the result is an ordinary folder
     try:
-        jobs = [(e["id"], str(root / e["pose"]), str(tmp_dir), params) for e in seqs]
+        jobs = [(e["id"], str(root / e["pose"]), e.get("pose_sha256"), str(tmp_dir), params) for e in seqs]
         if workers > 1 and len(jobs) > 1:
             from concurrent.futures import ProcessPoolExecutor
 
