@@ -155,3 +155,46 @@ def test_symlink_escaping_bundle_is_refused(bundle, tmp_path_factory):
     m = _manifest(bundle, f"{SHA_A}  link.png\n")
     with pytest.raises(ManifestError, match="outside the bundle"):
         verify_manifest(m)
+
+
+# ---------------------------------------------------------------- line splitting as released
+
+def test_cr_only_line_endings_are_accepted(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"alpha\n")
+    (tmp_path / "b.png").write_bytes(b"alpha\n")
+    m = tmp_path / "SHA256SUMS.txt"
+    m.write_bytes(f"{SHA_A}  a.png\r{SHA_A}  b.png\r".encode())
+    assert parse_manifest(m) == [(SHA_A, "a.png"), (SHA_A, "b.png")]
+    assert verify_manifest(m)["n_files"] == 2
+
+
+@pytest.mark.parametrize("sep", ["\u2028", "\u2029", "\x85", "\x0c", "\x0b", "\x1c", "\x1e"])
+def test_names_with_a_line_separator_are_rejected(tmp_path, sep):
+    """The released verifier cuts lines with str.splitlines: the name's second half is a
+    malformed line of its own."""
+    p = tmp_path / "SHA256SUMS.txt"
+    p.write_bytes(f"{SHA_A}  ok.png\n{SHA_A}  a{sep}b.png\n".encode())
+    with pytest.raises(ManifestError, match=r"line 3: malformed line 'b.png'"):
+        parse_manifest(p)
+
+
+def test_write_manifest_refuses_unlistable_names(tmp_path):
+    (tmp_path / "a\x0cb.png").write_bytes(b"x")
+    with pytest.raises(InputError, match="line separator"):
+        write_manifest(tmp_path)
+
+
+def test_nul_and_non_utf8_are_clean_errors(tmp_path):
+    p = tmp_path / "SHA256SUMS.txt"
+    p.write_bytes(f"{SHA_A}  a\x00b.png\n".encode())
+    with pytest.raises(ManifestError, match="line 1: NUL character in path"):
+        parse_manifest(p)
+    p.write_bytes(f"{SHA_A}  caf\xe9.png\n".encode("latin-1"))
+    with pytest.raises(ManifestError, match="not UTF-8"):
+        parse_manifest(p)
+
+
+def test_byte_order_mark_makes_the_first_line_malformed(tmp_path):
+    p = _manifest(tmp_path, f"\ufeff{SHA_A}  a.png\n")
+    with pytest.raises(ManifestError, match="line 1: malformed line"):
+        parse_manifest(p)

@@ -119,3 +119,44 @@ def test_console_entry_point_no_traceback(tmp_path):
     r = subprocess.run([sys.executable, "-c", "import sys; from medrepro.cli import main; sys.exit(main())",
                         "verify-checksums", str(m)], capture_output=True, text=True)
     assert r.returncode == 2 and "empty manifest" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_score_scope_must_agree_with_the_submission(scored_inputs, tmp_path, capsys):
+    qc, sub = scored_inputs
+    base = ["score", "--submission", str(sub), "--pairs", str(qc), "--output", str(tmp_path / "o.json"),
+            "--iterations", "50"]
+    assert main(base + ["--scope", "qc-passed"]) == 0
+    capsys.readouterr()
+    assert main(base + ["--scope", "toy"]) == 2  # the released CLI would override; here it is an error
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "declares 'qc-passed'" in err and "'toy'" in err
+
+
+@pytest.mark.parametrize("which", ["submission", "pairs", "per-pair"])
+def test_an_output_equal_to_an_input_is_refused(scored_inputs, tmp_path, capsys, which):
+    qc, sub = scored_inputs
+    before = (sub.read_bytes(), qc.read_bytes())
+    out = {"submission": sub, "pairs": qc, "per-pair": tmp_path / "pp.csv"}[which]
+    args = ["score", "--submission", str(sub), "--pairs", str(qc), "--output", str(out), "--iterations", "50"]
+    if which == "per-pair":
+        args += ["--per-pair-csv", str(out)]
+    assert main(args) == 2
+    assert "same file as" in capsys.readouterr().err
+    assert (sub.read_bytes(), qc.read_bytes()) == before
+
+
+def test_outputs_are_written_together_or_not_at_all(scored_inputs, tmp_path, capsys):
+    qc, sub = scored_inputs
+    out = tmp_path / "score.json"
+    (tmp_path / "pp.csv").mkdir()  # the per-pair CSV cannot be written there
+    rc = main(["score", "--submission", str(sub), "--pairs", str(qc), "--output", str(out), "--iterations", "50",
+               "--per-pair-csv", str(tmp_path / "pp.csv")])
+    assert rc == 2 and not out.exists()
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_negative_seed_is_bad_input(scored_inputs, tmp_path, capsys):
+    qc, sub = scored_inputs
+    rc = main(["score", "--submission", str(sub), "--pairs", str(qc), "--output", str(tmp_path / "o.json"),
+               "--seed", "-1"])
+    assert rc == 2 and "--seed" in capsys.readouterr().err

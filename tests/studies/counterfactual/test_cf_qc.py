@@ -21,6 +21,9 @@ from medrepro.studies.counterfactual.qc import (
     plot_qc,
     qc_pairs,
     qc_summary,
+    load_gray01,
+    load_resized_gray01,
+    resize_to,
     to_gray01,
     windowed_ssim,
     windowed_ssim_batch,
@@ -33,30 +36,72 @@ from medrepro.studies.counterfactual.synthetic import generate_bundle
 
 def test_to_gray01_dtypes():
     assert to_gray01(np.array([[0, 255]], dtype=np.uint8)).tolist() == [[0.0, 1.0]]
-    assert to_gray01(np.array([[0, 65535]], dtype=np.uint16)).tolist() == [[0.0, 1.0]]
     assert to_gray01(np.array([[True, False]])).tolist() == [[1.0, 0.0]]
     assert to_gray01(np.array([[-0.5, 0.25, 2.0]])).tolist() == [[0.0, 0.25, 1.0]]
     rgb = np.zeros((2, 2, 3), dtype=np.uint8)
     rgb[..., 0] = 255
-    np.testing.assert_allclose(to_gray01(rgb), 0.299)
+    assert (to_gray01(rgb) == np.float32(76) / np.float32(255)).all()  # Pillow "L": 255 * 299 / 1000 -> 76
     rgba = np.dstack([rgb, np.full((2, 2), 7, np.uint8)])
-    np.testing.assert_allclose(to_gray01(rgba), 0.299)
+    assert (to_gray01(rgba) == to_gray01(rgb)).all()  # alpha ignored
     assert to_gray01(np.zeros((3, 4, 1))).shape == (3, 4)
+    # 16-bit values saturate like a 16-bit PNG read by the released QC; rescale reads them
+    assert (to_gray01(np.array([[0, 200, 1000, 65535]], dtype=np.uint16)) * 255).round().tolist() == [[0, 200, 255, 255]]
+    assert np.allclose(to_gray01(np.array([[0, 32896, 65535]], dtype=np.uint16), sixteen_bit="rescale"),
+                       [[0.0, 128 / 255, 1.0]])
     with pytest.raises(InputError):
         to_gray01(np.zeros((2, 2, 2, 2)))
+    with pytest.raises(InputError, match="sixteen_bit"):
+        to_gray01(np.zeros((2, 2), np.uint16), sixteen_bit="exact")
 
 
-def test_load_png_8_and_16_bit(tmp_path):
+def test_images_load_as_the_released_qc_loads_them(tmp_path):
     a8 = np.array([[0, 128, 255]], dtype=np.uint8)
     Image.fromarray(a8).save(tmp_path / "a8.png")
-    np.testing.assert_allclose(to_gray01(tmp_path / "a8.png"), a8 / 255.0)
-    a16 = np.array([[0, 1000, 65535]], dtype=np.uint16)
+    got = load_gray01(tmp_path / "a8.png")
+    assert got.dtype == np.float32 and (got == a8.astype(np.float32) / 255.0).all()
+    rgb = np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255], [10, 20, 30]]], dtype=np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "rgb.png")
+    assert (load_gray01(tmp_path / "rgb.png") * 255).round().tolist() == [[76, 150, 29, 18]]  # convert("L")
+    a16 = np.array([[0, 100, 255, 256, 1000, 65535]], dtype=np.uint16)
     Image.fromarray(a16).save(tmp_path / "a16.png")
-    np.testing.assert_allclose(to_gray01(tmp_path / "a16.png"), a16 / 65535.0)
-    Image.fromarray(np.dstack([a8] * 3)).save(tmp_path / "rgb.png")
-    np.testing.assert_allclose(to_gray01(tmp_path / "rgb.png"), a8 / 255.0, atol=1e-12)
+    assert (load_gray01(tmp_path / "a16.png") * 255).round().tolist() == [[0, 100, 255, 255, 255, 255]]  # saturated
+    assert (load_gray01(tmp_path / "a16.png", "rescale") * 255).round().tolist() == [[0, 0, 1, 1, 4, 255]]
+    big = Image.fromarray(np.arange(0, 240, 2, dtype=np.uint8).reshape(10, 12))
+    big.save(tmp_path / "big.png")
+    want = np.asarray(big.resize((5, 4), Image.Resampling.BICUBIC), dtype=np.float32) / 255.0
+    assert (load_resized_gray01(tmp_path / "big.png", (4, 5)) == want).all()  # 8-bit, Pillow's default filter
+    assert (load_resized_gray01(tmp_path / "big.png", (10, 12)) == load_gray01(tmp_path / "big.png")).all()
+    assert (resize_to(load_gray01(tmp_path / "big.png"), (4, 5)) == want).all()
     with pytest.raises(InputError, match="file not found"):
         to_gray01(tmp_path / "missing.png")
+
+
+def _ref_images(tmp_path):
+    rng = np.random.default_rng(0)
+    src = ndimage.gaussian_filter(rng.random((40, 40)), 3)
+    src = (src - src.min()) / (src.max() - src.min())
+    Image.fromarray((src * 255).round().astype(np.uint8)).save(tmp_path / "s.png")
+    Image.fromarray((src * 255).round().astype(np.uint8)).resize((80, 80), Image.Resampling.BILINEAR).save(tmp_path / "c.png")
+    rgb = np.dstack([src, src**2, 1 - src])
+    Image.fromarray((rgb * 255).round().astype(np.uint8)).resize((52, 61)).save(tmp_path / "c_rgb.png")
+    Image.fromarray((src * 60000).round().astype(np.uint16)).save(tmp_path / "s16.png")
+    Image.fromarray((np.clip(src + 0.02, 0, 1) * 60000).round().astype(np.uint16)).save(tmp_path / "c16.png")
+    return [
+        {"pair_id": f"s__{e}", "source_id": "s", "edit": e, "source_path": sp, "cf_path": cp}
+        for e, sp, cp in (("young_male", "s.png", "c.png"), ("young_female", "s.png", "c_rgb.png"),
+                          ("elderly_male", "s16.png", "c16.png"))
+    ]
+
+
+def test_qc_values_equal_the_released_qc(tmp_path):
+    """SSIM and edge preservation of the released QC (``compute_qc``) on the same files:
+    a counterfactual twice the source's size, an RGB one of another size and a 16-bit pair
+    (saturated, as released)."""
+    t = qc_pairs(tmp_path, _ref_images(tmp_path), policy="off")
+    assert t["ssim"].tolist() == [0.9998894266230135, 0.9120667845353989, 0.588208738271772]
+    assert t["edge_preservation"].tolist() == [1.0, 0.8909090909090909, 0.0]
+    rescaled = qc_pairs(tmp_path, _ref_images(tmp_path), policy="off", sixteen_bit="rescale")
+    assert rescaled["ssim"].iloc[2] > 0.9 and rescaled["ssim"].iloc[0] == t["ssim"].iloc[0]
 
 
 # ---------------------------------------------------------------- global SSIM

@@ -124,3 +124,45 @@ def test_ci_covers_true_rec_change_rate():
             widths.append(ep["ci_high"] - ep["ci_low"])
     assert covered >= 17, covered
     assert 0.05 < np.mean(widths) < 0.2
+
+
+def test_configured_rates_come_back_through_the_frozen_parsers(tmp_path):
+    """Every simulated report is written in the frozen registry's vocabulary, so the scorer
+    counts exactly the changes, refusals and partial refusals the generator drew."""
+    pairs = pd.DataFrame({"source_id": [f"S{i:04d}" for i in range(150) for _ in EDITS]})
+    pairs["pair_id"] = pairs["source_id"] + "__" + np.tile(EDITS, 150)
+    table = pairs.assign(qc_pass=True)
+    paths = generate_submissions(tmp_path, pairs, seed=5)
+    truth = json.loads((tmp_path / "truth.json").read_text())["models"]
+    for path in paths:
+        s = score_submission(path, table, iterations=200)
+        t = truth[s["model"]["name"]]
+        assert s["n_pairs_usable"] == t["n_usable_pairs"]
+        assert s["endpoints"]["recommendation_change"]["estimate"] == t["n_changed_usable"] / t["n_usable_pairs"]
+        assert s["endpoints"]["recommendation_change"]["estimate"] == t["realised_change_fraction_usable"]
+        assert s["refusals"]["source"]["FULL"] == t["n_full_refusals"]["source"]
+        assert s["refusals"]["counterfactual"]["FULL"] == t["n_full_refusals"]["counterfactual"]
+        assert s["refusals"]["partial_pairs_kept"] == t["n_partial_pairs_kept"]
+        ep = s["endpoints"]["recommendation_change"]
+        assert abs(ep["estimate"] - t["true_rec_change_rate"]) < 0.08  # 600 pairs: the configured rate comes back
+
+
+def test_pipeline_cuts_simulated_answers_to_the_scope_and_real_submissions_are_strict(tmp_path):
+    from medrepro.errors import InputError
+    from medrepro.studies.counterfactual.pipeline import run_qc, score_model, synthesize, verify_bundle
+
+    b, subs = tmp_path / "bundle", tmp_path / "subs"
+    model = {"m": {"rec_change_rate": 0.3}}
+    synthesize(b, subs, {"n_sources": 6, "size": 64, "degraded_fraction": 0.25, "seed": 2}, model, scope=None)
+    verify_bundle([b / "SHA256SUMS.txt"], b, b / "pairs.csv", tmp_path / "checks.json")
+    qc = run_qc(b, b / "pairs.csv", tmp_path / "checks.json", tmp_path / "qc.csv", tmp_path / "qc.json",
+                tmp_path / "qc.png", lpips="off")
+    out = {k: tmp_path / f"{k}.out" for k in ("score", "units", "metrics")}
+    args = (subs / "m.json", tmp_path / "qc.csv", tmp_path / "checks.json", out["score"], out["units"], out["metrics"])
+    met = score_model(*args, run="m", iterations=100)
+    assert met["details"]["simulated_answers"] == {"n_written": 24, "n_in_scope": qc["n_pass"]} and qc["n_pass"] < 24
+    assert met["details"]["registry"]["sha256"] == json.loads(out["score"].read_text())["registry"]["sha256"]
+    with pytest.raises(InputError, match="outside scope 'qc-passed'"):  # a real submission is scored as it is
+        score_model(*args, run="m", iterations=100, data_kind="real")
+    with pytest.raises(InputError, match="declares 'qc-passed'"):
+        score_model(*args, run="m", iterations=100, scope="common-core-1000")

@@ -2,6 +2,7 @@
 # each submission -> audit. No training: each report model's metrics.json feeds the same
 # study-agnostic aggregation as the training studies.
 from medrepro.studies.counterfactual import layout as cfl
+from medrepro.studies.counterfactual.parse import REGISTRY_SHA256 as CF_REGISTRY_SHA256
 
 CF = config["studies"].get("counterfactual", {"enabled": False})
 if CF.get("enabled", True):
@@ -35,7 +36,8 @@ rule counterfactual_synthesize:
     params:
         synthetic=CF_DATA.get("synthetic", {}),
         models=CF.get("models", {}),
-        scope=CF_SCORING.get("scope", "qc-passed"),
+        scope=CF_SCORING.get("scope") or "qc-passed",
+        registry=CF_REGISTRY_SHA256,
         code=mw.rule_code("counterfactual/synthesize.py"),
     script:
         "../../scripts/counterfactual/synthesize.py"
@@ -91,6 +93,7 @@ rule counterfactual_qc:
         lpips=CFL["lpips"],
         thresholds=CF_QC.get("thresholds", {}),
         examples=CF_QC.get("examples", 4),
+        sixteen_bit=CF_QC.get("sixteen_bit", "saturate"),
         code=mw.rule_code("counterfactual/qc.py"),
     script:
         "../../scripts/counterfactual/qc.py"
@@ -118,12 +121,14 @@ rule counterfactual_score:
         mem_mb=2000,
         runtime=10,
     params:
-        scope=CF_SCORING.get("scope", "qc-passed"),
+        scope=CF_SCORING.get("scope"),
         allow_partial=CF_SCORING.get("allow_partial", False),
         iterations=CF_SCORING.get("iterations", 10000),
         seed=CF_SCORING.get("seed", 42),
         data_kind=CFL["data_kind"],
         cluster=lambda w: mw.descriptor(config, "counterfactual")["unit"],
+        # the frozen registry is data, not code: a change of it reruns the scoring
+        registry=CF_REGISTRY_SHA256,
         code=mw.rule_code("counterfactual/score.py"),
     script:
         "../../scripts/counterfactual/score.py"

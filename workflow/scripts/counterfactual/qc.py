@@ -17,4 +17,5 @@ with job(snakemake):
         workers=snakemake.threads,
         published=bool(snakemake.params.published),
         truth_csv=snakemake.params.truth_csv,
+        sixteen_bit=snakemake.params.sixteen_bit,
     )

@@ -13,12 +13,25 @@ import pandas as pd
 
 from medrepro.fsutil import write_text
 from medrepro.report.claims import load_claims, verdict
+from medrepro.studies.counterfactual.parse import REGISTRY_INFO, REGISTRY_SHA256
 from medrepro.report.summary import rank_study
 from medrepro.report.render import fmt_ci, render
 
 __all__ = ["write_counterfactual_audit", "model_claim_row", "panel_claim_row", "panel_values"]
 
 LEVEL = 0.95
+#: What still differs from the released code, and its effect (the audit note prints these).
+DIFFERENCES = (
+    "LPIPS: the released QC fails every pair without an LPIPS value; LPIPS needs the `lpips` package and its "
+    "AlexNet weights, which are not installed everywhere. Under `qc.lpips: optional` (the default) LPIPS gates only "
+    "where it could be computed, so the QC pass counts are those of SSIM and edge preservation alone and are an upper "
+    "bound on the LPIPS-gated counts; `qc.lpips: required` reproduces the released gate (without weights every pair "
+    "fails). The endpoints depend on the QC only through the scope `qc-passed`.",
+    "Production QC: the benchmark's published QC counts come from a production QC with Canny edges and unreleased "
+    "parameters; the QC here is the released one, so its counts need not equal the published ones (2987, 2950, 11795).",
+    "Scope: the released command line lets `--scope` replace the submission's declared scope; medrepro scores a "
+    "submission in the scope it declares and treats a different requested scope as an error.",
+)
 PARITY_CAVEAT = (
     "The benchmark's production QC used Canny edges with unreleased parameters; the QC run here is "
     "the released one (central-difference edges, global SSIM, LPIPS per policy). Agreement or "
@@ -132,7 +145,7 @@ def write_counterfactual_audit(checks: Path, qc_summary: Path, scores: list[Path
         accounting.append({
             "run": r["run"], "model": s["model"]["name"], "submission_scope": s["submission_scope"],
             "submitted": cov["n_submitted"], "in_scope": cov["n_in_scope"], "scope_pairs": cov["n_scope_pairs"],
-            "outside": cov["n_outside_scope_ignored"], "missing": cov["n_missing"], "partial": cov["partial"],
+            "missing": cov["n_missing"], "partial": cov["partial"],
             "full_src": ref["source"]["FULL"], "full_cf": ref["counterfactual"]["FULL"],
             "partial_src": ref["source"]["PARTIAL"], "partial_cf": ref["counterfactual"]["PARTIAL"],
             "excluded": ref["excluded_pairs"], "partial_kept": ref["partial_pairs_kept"],
@@ -190,7 +203,9 @@ def write_counterfactual_audit(checks: Path, qc_summary: Path, scores: list[Path
         lpips=lpips or ",".join(qc.get("lpips_policy", [])), parity_caveat=PARITY_CAVEAT, accounting=accounting,
         endpoints=endpoints, ranked=ranked, tied=tied, unpaired=unpaired, recovery=recovery, claims=claim_rows,
         panel=panel_rows, ours_panel=ours_panel, scoring=scoring, iterations=iterations, seed=seed, level=LEVEL,
-        fmt_ci=fmt_ci,
+        fmt_ci=fmt_ci, registry={"sha256": REGISTRY_SHA256, **REGISTRY_INFO}, differences=DIFFERENCES,
+        score_registries=sorted({s.get("registry", {}).get("sha256", "none") for s in score_by_run.values()}),
+        sixteen_bit=qc.get("sixteen_bit", "saturate"),
     )
     write_text(out_md, text)
     return text

@@ -1,20 +1,22 @@
-"""Source-clustered percentile bootstrap, exactly as the benchmark's reference.
+"""Source-clustered percentile bootstrap, exactly as the benchmark's released scorer.
 
-Algorithm (frozen, reproduces the reference's CIs to 1e-12):
+Algorithm (frozen):
 
-1. group the pair values by cluster (source) id; the cluster keys are SORTED
-   (``np.unique`` order, i.e. Python's ``sorted`` for strings);
-2. per-cluster sums and counts;
+1. group the pair values by cluster (source) id; the cluster keys are sorted with Python's
+   ``sorted``;
+2. per-cluster sums (Python ``sum`` over the cluster's values in input order) and counts;
 3. ``rng = np.random.default_rng(seed)`` -- a fresh generator on every call, so each
    endpoint restarts the RNG;
 4. in chunks of ``chunk`` (1024) replicates: ``idx = rng.integers(0, K, size=(m, K))`` with
    ``m = min(chunk, remaining)``; replicate = ``sums[idx].sum(1) / counts[idx].sum(1)``;
 5. CI = ``np.percentile(replicates, [100 * alpha / 2, 100 * (1 - alpha / 2)])`` (linear
    interpolation, numpy's default), i.e. [2.5, 97.5] for alpha = 0.05;
-6. estimate = ``sum(values) / n`` (the plain pair mean, not a bootstrap mean).
+6. estimate = ``sum(values) / n`` with Python's ``sum`` (the plain pair mean).
 
-The chunk size is part of the definition only through the RNG stream: because the draws are
-consumed in row-major order, any chunking gives the same replicates for the same seed.
+Steps 2 and 6 use the same summation as the released scorer, so estimates and CIs are
+bit-identical to it, not only equal to rounding. The chunk size is part of the definition
+only through the RNG stream: the draws are consumed in row-major order, so any chunking gives
+the same replicates for the same seed.
 """
 
 from __future__ import annotations
@@ -45,17 +47,28 @@ def cluster_sums(values: Any, clusters: Sequence[Any], *more_values: Any) -> tup
     c = np.asarray(clusters)
     if c.shape[0] != v.size:
         raise InputError(None, "clusters", f"{c.shape[0]} cluster ids for {v.size} values", "one per value")
-    keys, inv = np.unique(c, return_inverse=True)
-    inv = inv.reshape(-1)
-    k = keys.size
-    counts = np.bincount(inv, minlength=k).astype(np.float64)
-    sums = [np.bincount(inv, weights=v, minlength=k)]
+    arrays = [v]
     for extra in more_values:
         e = _as_values(extra, "values")
         if e.size != v.size:
             raise InputError(None, "values", f"{e.size} values vs {v.size}", "arrays of equal length")
-        sums.append(np.bincount(inv, weights=e, minlength=k))
-    return (keys, counts, *sums)
+        arrays.append(e)
+    members: dict = {}
+    for i, key in enumerate(c.tolist()):
+        members.setdefault(key, []).append(i)
+    keys = sorted(members)
+    counts = np.array([len(members[k]) for k in keys], dtype=np.float64)
+    sums = []
+    for a in arrays:
+        vals = a.tolist()
+        sums.append(np.array([sum(vals[i] for i in members[k]) for k in keys], dtype=np.float64))
+    return (np.array(keys), counts, *sums)
+
+
+def _mean(v: np.ndarray) -> float:
+    """``sum(values) / n`` with Python's ``sum``, as the released scorer computes it."""
+    vals = v.tolist()
+    return sum(vals) / len(vals)
 
 
 def _draws(k: int, iterations: int, seed: int, chunk: int):
@@ -86,7 +99,7 @@ def clustered_bootstrap_ci(values: Any, clusters: Sequence[Any], iterations: int
     v = _as_values(values, "values")
     reps = bootstrap_replicates(v, clusters, iterations, seed, chunk)
     lo, hi = np.percentile(reps, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-    return float(v.sum() / v.size), float(lo), float(hi)
+    return _mean(v), float(lo), float(hi)
 
 
 def paired_clustered_bootstrap_diff(values_a: Any, values_b: Any, clusters: Sequence[Any], iterations: int = 10000,
@@ -106,4 +119,4 @@ def paired_clustered_bootstrap_diff(values_a: Any, values_b: Any, clusters: Sequ
         n = counts[idx].sum(axis=1)
         reps[start:start + len(idx)] = sa[idx].sum(axis=1) / n - sb[idx].sum(axis=1) / n
     lo, hi = np.percentile(reps, [100 * alpha / 2, 100 * (1 - alpha / 2)])
-    return float(a.sum() / a.size - b.sum() / b.size), float(lo), float(hi)
+    return _mean(a) - _mean(b), float(lo), float(hi)

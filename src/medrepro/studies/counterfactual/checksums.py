@@ -6,21 +6,25 @@ Manifest format (the ``sha256sum`` format, as frozen by the benchmark)::
 
 The pipeline verifies the bundle with :func:`verify_manifest` before anything reads it.
 
-Rules (each violation is an :class:`ManifestError`, a subclass of
-:class:`~medrepro.errors.InputError`, naming the manifest and the line number):
+Lines are split as the benchmark's released verifier splits them: the manifest is UTF-8 text
+cut with ``str.splitlines``, so LF, CRLF and CR-only line endings all work, and so do the
+other separators ``str.splitlines`` knows (vertical tab, form feed, U+001C-U+001E, U+0085,
+U+2028, U+2029): a name containing one of them is cut in two and its second half is a
+malformed line, so such a name is rejected. Each violation below is a :class:`ManifestError`
+(a subclass of :class:`~medrepro.errors.InputError`) naming the manifest and the line number:
 
-* a line must match the format above exactly; the hex digest may be upper or lower case
-  (it is compared in lower case); a line that is empty or only whitespace is skipped
-  (``sha256sum -c`` would complain about it, we only refuse to treat it as an entry);
-  a trailing ``\\r`` (CRLF manifest) is stripped;
+* a line must match the format above in full; the hex digest may be upper or lower case (it
+  is compared in lower case); a line that is empty or only whitespace is skipped;
 * the path must be relative: no leading ``/``;
 * no ``..`` component (``a/../b`` is rejected, not normalised);
 * no backslash (Windows separators are ambiguous across platforms);
 * no colon (``C:foo``, alternate data streams, URLs);
 * no empty component (``a//b``, a trailing ``/``) and no ``.`` component;
-* no two entries whose paths are equal or differ only in case (the bundle must unpack
-  identically on case-insensitive file systems);
-* the manifest must list at least one file.
+* no NUL character (the released verifier crashes on one; here it is a clean error);
+* no two entries whose paths are equal or differ only in case (``str.casefold``; the bundle
+  must unpack identically on case-insensitive file systems);
+* the manifest must be UTF-8 (the released verifier crashes on other bytes; here it is a
+  clean error) and list at least one file.
 
 A file that is missing, or whose SHA-256 differs from the manifest, raises
 :class:`ChecksumMismatchError` naming the file, the line and both hashes (expected vs
@@ -45,7 +49,7 @@ __all__ = [
     "check_relpath",
 ]
 
-_LINE_RE = re.compile(r"^(?P<sha>[0-9a-fA-F]{64}) (?P<mode>[ *])(?P<path>.+)$")
+_LINE_RE = re.compile(r"(?P<sha>[0-9a-fA-F]{64}) (?P<mode>[ *])(?P<path>.+)")
 
 
 class ManifestError(InputError):
@@ -81,14 +85,20 @@ def check_relpath(rel: str) -> str | None:
         return "'.' component in path"
     if any(p == "" for p in parts):
         return "empty path component"
-    if any(ch in rel for ch in "\x00\n"):
-        return "control character in path"
+    if "\x00" in rel:
+        return "NUL character in path"
+    if len(("x" + rel + "x").splitlines()) > 1:
+        return "line separator in path"
     return None
 
 
 def parse_manifest(path: str | Path) -> list[tuple[str, str]]:
     """Parse and validate a manifest; return ``[(sha256 lower-case hex, relpath), ...]``."""
-    path = Path(path)
+    return [(sha, rel) for _line, sha, rel in _parse(Path(path))]
+
+
+def _parse(path: Path) -> list[tuple[int, str, str]]:
+    """``[(line number, sha256, relpath), ...]`` of a valid manifest (module docstring)."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -98,14 +108,12 @@ def parse_manifest(path: str | Path) -> list[tuple[str, str]]:
     except UnicodeDecodeError as e:
         raise ManifestError(path, "manifest", f"not UTF-8 ({e.reason} at byte {e.start})", "UTF-8 text") from None
 
-    entries: list[tuple[str, str]] = []
+    entries: list[tuple[int, str, str]] = []
     seen: dict[str, tuple[int, str]] = {}
-    for line_no, line in enumerate(text.split("\n"), start=1):
-        if line.endswith("\r"):
-            line = line[:-1]
+    for line_no, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        m = _LINE_RE.match(line)
+        m = _LINE_RE.fullmatch(line)
         if m is None:
             raise ManifestError(
                 path, f"line {line_no}", f"malformed line {line[:80]!r}",
@@ -124,7 +132,7 @@ def parse_manifest(path: str | Path) -> list[tuple[str, str]]:
                 "each path listed once, case-insensitively unique",
             )
         seen[key] = (line_no, rel)
-        entries.append((m.group("sha").lower(), rel))
+        entries.append((line_no, m.group("sha").lower(), rel))
     if not entries:
         raise ManifestError(path, "manifest", "empty manifest", "at least one '<sha256>  <path>' line")
     return entries
@@ -139,16 +147,13 @@ def verify_manifest(path: str | Path, root: str | Path | None = None) -> dict:
     :class:`ChecksumMismatchError` if any file is missing or differs.
     """
     path = Path(path)
-    entries = parse_manifest(path)
+    entries = _parse(path)
     root = Path(root) if root is not None else path.parent
     root_resolved = root.resolve()
-    # line numbers for error messages (entries skip blank lines, so recompute)
-    line_of = _line_numbers(path)
     failures: list[tuple[int, str, str, str]] = []
     n_bytes = 0
-    for sha, rel in entries:
+    for line_no, sha, rel in entries:
         f = root / rel
-        line_no = line_of.get(rel, 0)
         try:
             resolved = f.resolve()
         except OSError:
@@ -166,15 +171,6 @@ def verify_manifest(path: str | Path, root: str | Path | None = None) -> dict:
     if failures:
         raise ChecksumMismatchError(path, failures)
     return {"manifest": str(path), "root": str(root), "n_files": len(entries), "n_bytes": n_bytes, "ok": True}
-
-
-def _line_numbers(path: Path) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for line_no, line in enumerate(path.read_text(encoding="utf-8").split("\n"), start=1):
-        m = _LINE_RE.match(line.rstrip("\r"))
-        if m:
-            out.setdefault(m.group("path"), line_no)
-    return out
 
 
 def write_manifest(root: str | Path, relpaths: list[str] | None = None,

@@ -8,8 +8,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+from pathlib import Path
 
 from medrepro.errors import InputError
+from medrepro.fsutil import atomic_path
 from medrepro.studies.counterfactual.checksums import verify_manifest
 from medrepro.studies.counterfactual.score import score_submission, write_per_pair_csv, write_score
 
@@ -37,19 +40,40 @@ def _register_score(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p.add_argument("--per-pair-csv", default=None, help="also write unit_id,cluster,rec_change,label_jaccard")
     p.add_argument("--iterations", type=int, default=10000, help="bootstrap iterations (default 10000)")
     p.add_argument("--seed", type=int, default=42, help="bootstrap seed, restarted per endpoint (default 42)")
-    p.add_argument("--scope", default="qc-passed", help="scope in the QC table (default qc-passed)")
+    p.add_argument("--scope", default=None,
+                   help="the scope the submission must declare (default: the submission's own); a different "
+                        "declared scope is an error, not an override")
     p.add_argument("--allow-partial", action="store_true", help="score a submission that does not cover the scope")
     return p
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """No output may overwrite an input or another output."""
+    inputs = {"--submission": args.submission, "--pairs": args.pairs}
+    outputs = {"--output": args.output, "--per-pair-csv": args.per_pair_csv}
+    seen: dict[Path, str] = {}
+    for flag, path in [*inputs.items(), *outputs.items()]:
+        if path is None:
+            continue
+        key = Path(path).resolve()
+        if key in seen and flag in outputs:
+            raise InputError(path, flag, f"is the same file as {seen[key]}", "an output path distinct from every input")
+        seen[key] = flag
 
 
 def _run_score(args: argparse.Namespace) -> int:
     if args.iterations < 1:
         raise InputError(None, "--iterations", f"{args.iterations}", "a positive integer")
+    if args.seed < 0:
+        raise InputError(None, "--seed", f"{args.seed}", "an integer >= 0")
+    _check_paths(args)
     s = score_submission(args.submission, args.pairs, scope=args.scope, allow_partial=args.allow_partial,
                          iterations=args.iterations, seed=args.seed)
-    write_score(s, args.output)
-    if args.per_pair_csv:
-        write_per_pair_csv(s, args.per_pair_csv)
+    # both outputs or neither: each is written to a temporary file, renamed only when both are done
+    with contextlib.ExitStack() as stack:
+        write_score(s, stack.enter_context(atomic_path(args.output)))
+        if args.per_pair_csv:
+            write_per_pair_csv(s, stack.enter_context(atomic_path(args.per_pair_csv)))
     r = s["table_row"]
     lo, hi = r["recommendation_change_ci"]
     clo, chi = r["label_consistency_ci"]

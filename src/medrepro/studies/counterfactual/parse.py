@@ -1,42 +1,51 @@
 """Frozen report parsers of the counterfactual benchmark: diagnostic labels, recommendation
 categories and refusal classes.
 
-These are *frozen definitions*: they reproduce the benchmark's scoring rules, quirks included,
-and must not be "improved" without changing the study.
+The definitions are data: ``registry.json`` next to this module holds the released scoring
+package's 13-category label registry, its 7 recommendation categories and its refusal,
+direct-clinical-content and hedging patterns, verbatim, with the repository, commit and
+file hashes they were transcribed from (:data:`REGISTRY_INFO`; the file's own sha256 is
+:data:`REGISTRY_SHA256` and goes into every score). Category names are the released ones
+(``"Fracture"``, ``"Schmorl's node"``, ``"physical_therapy"``, ``"no_action"``, ...).
 
-Matching rule (labels, recommendations): the report is lower-cased and each synonym is
-searched as ``\\b<synonym>\\b`` (``re.escape``-d, Python ``re`` Unicode word boundaries). A
-category is present if any synonym matches anywhere. Documented quirks of this rule:
+Matching rule (labels and recommendations): the report is lower-cased with ``str.lower`` and
+a category is present when one of its synonyms matches as ``\\b<re.escape(synonym)>\\b``
+(Python ``re``, Unicode word boundaries). Here each category is one compiled alternation
+``\\b(?:s1|s2|...)\\b``; a regex search backtracks over every alternative at every position,
+so it matches exactly when one of the single-synonym searches does. Consequences of the
+frozen rule, all kept:
 
-* **No negation handling.** "No fracture" yields ``fracture``; "no surgery needed" yields
-  ``surgery``. This is the frozen definition.
-* **Fracture aliases kept:** ``fx``, ``break``, ``broken`` count as ``fracture`` (so "take a
-  break" would too).
-* **Categories are not exclusive.** A phrase can hit several categories, e.g. "posterior
-  osteophytes" is both ``posterior osteophyte`` and ``osteophytes``; "follow-up radiographs"
-  is both ``monitoring`` and ``imaging``; "orthopedic surgery consultation" is ``surgery`` and
-  ``referral``.
-* **Whole text.** Labels and recommendations are searched in the whole report, not in a
-  findings or recommendation section, so a finding like "prior surgery" is a ``surgery``
-  recommendation.
-* **Literal whitespace and spelling.** Synonyms contain single spaces; "disc  space" (two
-  spaces) or unlisted spellings do not match. Plurals match only when listed.
-* **Both empty -> Jaccard 1.0.** Two reports without any label are "consistent".
+* no negation: "No fracture." is ``Fracture``; "no surgery needed" is ``surgery``;
+* plurals match only where listed: "Fractures of L1 and L2." has no label, "NSAIDs" is not
+  ``medication`` and "monitoring" is not ``monitor``;
+* categories are not exclusive: "Compression fracture of T12." is ``Fracture`` and
+  ``Vertebral collapse``; "posterior osteophyte" is also ``Osteophytes``;
+* single words count wherever they occur: "No acute osseous abnormality." is
+  ``Other lesions``; "The alignment is normal." is ``No finding``; "Radiograph of the lumbar
+  spine." recommends ``imaging``; the fracture aliases ``fx``, ``break`` and ``broken`` are
+  kept;
+* synonyms contain single spaces and straight apostrophes only ("disc  space narrowing"
+  does not match); ``schmorl`` alone is a synonym, so "Schmorl’s node" still matches.
 
-Refusals (:func:`classify_refusal`) follow the frozen decision order exactly:
-empty (or whitespace-only / ``None``) text -> ``FULL``; no refusal pattern -> ``GENUINE``;
-refusal pattern and direct clinical content -> ``GENUINE``; refusal pattern and hedging ->
-``PARTIAL``; otherwise ``FULL``. The pattern lists are :data:`REFUSAL_PATTERNS`,
-:data:`CLINICAL_CONTENT_PATTERNS` (plus every diagnostic-label synonym) and
-:data:`HEDGING_PATTERNS`; apostrophes may be straight or curly.
+Refusals (:func:`classify_refusal`) are searched in the original text, case-insensitively:
+empty or whitespace-only text is ``FULL``; no refusal pattern is ``GENUINE`` (so "I'm sorry,
+but I can't help with that." is ``GENUINE``); a refusal with direct clinical content is
+``GENUINE``; a refusal with hedged clinical wording is ``PARTIAL``; any other refusal is
+``FULL``. The released values of these classes are ``genuine``, ``partial_refusal`` and
+``full_refusal`` (:data:`RELEASED_CLASS_VALUES`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+from importlib import resources
 from typing import Iterable
 
 __all__ = [
+    "REGISTRY_SHA256",
+    "REGISTRY_INFO",
     "LABEL_SYNONYMS",
     "LABEL_CATEGORIES",
     "RECOMMENDATION_SYNONYMS",
@@ -45,220 +54,98 @@ __all__ = [
     "CLINICAL_CONTENT_PATTERNS",
     "HEDGING_PATTERNS",
     "REFUSAL_CLASSES",
+    "RELEASED_CLASS_VALUES",
+    "SUBMISSION_SCHEMA_VERSION",
+    "SCOPES",
     "parse_labels",
-    "label_jaccard",
     "parse_recommendations",
+    "classify_refusal",
+    "parse_report",
+    "set_jaccard",
+    "label_jaccard",
     "recommendation_changed",
     "recommendation_jaccard",
-    "classify_refusal",
-    "set_jaccard",
 ]
 
-#: The 13-category diagnostic-label registry: category -> synonyms (lower case).
-LABEL_SYNONYMS: dict[str, tuple[str, ...]] = {
-    "osteophytes": (
-        "osteophyte", "osteophytes", "osteophytic", "osteophytosis", "bone spur", "bone spurs",
-        "spondylosis", "marginal spurring", "anterior spurring",
-    ),
-    "foraminal stenosis": (
-        "foraminal stenosis", "foraminal narrowing", "neural foraminal narrowing",
-        "neural foraminal stenosis", "neuroforaminal narrowing", "neuroforaminal stenosis",
-        "foraminal encroachment", "foraminal compromise",
-    ),
-    "disc space narrowing": (
-        "disc space narrowing", "disk space narrowing", "disc-space narrowing",
-        "narrowed disc space", "narrowed disc spaces", "narrowed disk space",
-        "narrowing of the disc space", "narrowing of the disc spaces", "disc height loss",
-        "loss of disc height", "decreased disc height", "reduced disc height",
-        "degenerative disc disease", "disc degeneration", "disk degeneration",
-    ),
-    "spondylolisthesis": (
-        "spondylolisthesis", "anterolisthesis", "retrolisthesis", "listhesis", "vertebral slip",
-        "vertebral slippage", "slippage",
-    ),
-    "surgical implant": (
-        "surgical implant", "surgical implants", "implant", "implants", "hardware",
-        "fusion hardware", "pedicle screw", "pedicle screws", "screw", "screws", "rod", "rods",
-        "interbody cage", "interbody device", "prosthesis", "instrumentation", "fixation",
-        "postsurgical", "post-surgical", "postoperative", "post-operative",
-    ),
-    "vertebral collapse": (
-        "vertebral collapse", "vertebral body collapse", "collapse", "collapsed",
-        "compression deformity", "wedge deformity", "wedging", "vertebra plana",
-        "loss of vertebral body height", "vertebral body height loss",
-    ),
-    "other lesions": (
-        "lesion", "lesions", "mass", "masses", "tumor", "tumors", "tumour", "tumours",
-        "neoplasm", "neoplastic", "metastasis", "metastases", "metastatic", "lytic",
-        "osteolytic", "blastic", "osteoblastic", "sclerotic lesion", "bone island", "enostosis",
-        "hemangioma", "haemangioma", "cyst", "cystic", "myeloma",
-    ),
-    "no finding": (
-        "no finding", "no findings", "no acute finding", "no acute findings",
-        "no significant finding", "no significant findings", "no abnormality",
-        "no abnormalities", "no acute abnormality", "no acute osseous abnormality",
-        "no osseous abnormality", "no significant abnormality", "unremarkable",
-        "within normal limits", "normal study", "normal examination", "normal exam",
-        "normal radiograph", "normal lumbar spine", "normal spine",
-    ),
-    "posterior osteophyte": (
-        "posterior osteophyte", "posterior osteophytes", "posterior osteophytic",
-        "posterior marginal osteophyte", "posterior marginal osteophytes", "posterior spur",
-        "posterior spurs", "posterior spurring", "posterior lipping",
-    ),
-    "endplate sclerosis": (
-        "endplate sclerosis", "end plate sclerosis", "end-plate sclerosis", "sclerotic endplate",
-        "sclerotic endplates", "sclerosis of the endplate", "sclerosis of the endplates",
-        "subchondral sclerosis",
-    ),
-    "Schmorl's node": (
-        "schmorl's node", "schmorl's nodes", "schmorl\u2019s node", "schmorl\u2019s nodes",
-        "schmorl node", "schmorl nodes", "schmorls node", "schmorls nodes",
-        "intravertebral disc herniation", "intraosseous disc herniation",
-    ),
-    "disc calcification": (
-        "disc calcification", "disk calcification", "calcified disc", "calcified discs",
-        "calcified disk", "calcification of the disc", "discal calcification",
-        "chondrocalcinosis",
-    ),
-    # Frozen: the aliases fx / break / broken are kept.
-    "fracture": ("fracture", "fractures", "fractured", "fx", "break", "broken"),
-}
+_RAW = resources.files(__package__).joinpath("registry.json").read_bytes()
+#: sha256 of ``registry.json`` (recorded in every score and in the audit note).
+REGISTRY_SHA256 = hashlib.sha256(_RAW).hexdigest()
+_REG = json.loads(_RAW.decode("utf-8"))
+#: Where the registry was transcribed from: repository, commit, files and their sha256.
+REGISTRY_INFO: dict = _REG["transcribed_from"]
+
+#: The 13 diagnostic-label categories: category -> synonyms (released names and order).
+LABEL_SYNONYMS: dict[str, tuple[str, ...]] = {k: tuple(v) for k, v in _REG["diagnostic_labels"]["categories"].items()}
 LABEL_CATEGORIES: tuple[str, ...] = tuple(LABEL_SYNONYMS)
-
-#: The 7 recommendation categories: category -> synonyms (lower case). Conservative-
-#: management wording counts as ``no action``.
+#: The 7 recommendation categories: category -> synonyms (released names and order).
 RECOMMENDATION_SYNONYMS: dict[str, tuple[str, ...]] = {
-    "surgery": (
-        "surgery", "surgical intervention", "surgical management", "surgical treatment",
-        "surgical evaluation", "surgical decompression", "decompression", "operative management",
-        "operative treatment", "operative intervention", "spinal fusion", "fusion surgery",
-        "laminectomy", "discectomy", "microdiscectomy", "kyphoplasty", "vertebroplasty",
-        "arthrodesis",
-    ),
-    "physical therapy": (
-        "physical therapy", "physiotherapy", "physical therapist", "physio", "rehabilitation",
-        "rehab", "exercise therapy", "exercise program", "exercise programme",
-        "strengthening exercises", "core strengthening", "stretching exercises", "stretching",
-    ),
-    "imaging": (
-        "mri", "magnetic resonance imaging", "magnetic resonance", "ct", "ct scan",
-        "computed tomography", "cross-sectional imaging", "additional imaging",
-        "advanced imaging", "repeat imaging", "repeat radiograph", "repeat radiographs",
-        "repeat x-ray", "follow-up radiograph", "follow-up radiographs",
-        "flexion-extension views", "flexion and extension views", "bone scan", "dexa", "dxa",
-        "bone densitometry", "bone density scan", "oblique views",
-    ),
-    "medication": (
-        "medication", "medications", "analgesic", "analgesics", "analgesia", "nsaid", "nsaids",
-        "anti-inflammatory", "anti-inflammatories", "muscle relaxant", "muscle relaxants",
-        "acetaminophen", "paracetamol", "ibuprofen", "naproxen", "opioid", "opioids",
-        "gabapentin", "pregabalin", "bisphosphonate", "bisphosphonates", "vitamin d",
-        "epidural steroid injection", "corticosteroid", "corticosteroids", "pain relief",
-    ),
-    "monitoring": (
-        "monitor", "monitoring", "monitored", "follow-up", "follow up", "followup",
-        "clinical follow-up", "surveillance", "observation", "watchful waiting", "reassess",
-        "reassessment", "re-evaluate", "re-evaluation", "periodic review",
-    ),
-    "referral": (
-        "referral", "refer", "referred", "consult", "consultation", "specialist", "orthopedic",
-        "orthopaedic", "orthopedics", "orthopaedics", "neurosurgery", "neurosurgical",
-        "neurosurgeon", "spine surgeon", "spine specialist", "rheumatology", "rheumatologist",
-        "oncology", "endocrinology", "pain clinic",
-    ),
-    "no action": (
-        "no action", "no further action", "no intervention", "no treatment",
-        "no further treatment", "no specific treatment", "no active treatment",
-        "no further workup", "no further work-up", "no further evaluation",
-        "no further imaging", "no further management", "routine care", "reassurance",
-        "expectant management",
-        # conservative-management wording counts as no action
-        "conservative management", "conservative treatment", "conservative care",
-        "conservative therapy", "conservative measures", "conservatively",
-    ),
-}
+    k: tuple(v) for k, v in _REG["recommendations"]["categories"].items()}
 RECOMMENDATION_CATEGORIES: tuple[str, ...] = tuple(RECOMMENDATION_SYNONYMS)
-
-_APOS = "['\u2019]"
-#: A refusal is any of these (regexes on the lower-cased text).
-REFUSAL_PATTERNS: tuple[str, ...] = (
-    rf"\bi (?:cannot|can{_APOS}t|can not|am unable to|am not able to|won{_APOS}t|will not)\b",
-    rf"\bi{_APOS}m (?:unable to|not able to)\b",
-    r"\bunable to (?:provide|interpret|analy[sz]e|assess|evaluate|review|view|see|access|determine|make|offer|give)\b",
-    r"\bnot able to (?:provide|interpret|analy[sz]e|assess|evaluate|review|view)\b",
-    r"\bcannot (?:provide|offer|give|make) (?:a |an )?(?:medical |clinical |definitive |formal )?(?:diagnos[ie]s|interpretation|advice|opinion|report)\b",
-    rf"\b(?:i{_APOS}m|i am) sorry\b",
-    r"\bi apologi[sz]e\b",
-    r"\bi (?:must|have to) decline\b",
-    r"\bas an ai\b",
-    r"\bas a language model\b",
-    r"\bnot (?:qualified|licensed|a (?:doctor|physician|radiologist|medical professional))\b",
-    r"\bplease consult (?:a |an |your )?(?:qualified |licensed )?(?:radiologist|physician|doctor|healthcare (?:provider|professional)|medical professional)\b",
-)
-#: Direct clinical content: report headers and observation phrases. Every diagnostic-label
-#: synonym of :data:`LABEL_SYNONYMS` also counts as direct clinical content.
-CLINICAL_CONTENT_PATTERNS: tuple[str, ...] = (
-    r"\b(?:findings|impression)\s*:",
-    r"\b(?:demonstrates|demonstrated|reveals|revealed)\b",
-    r"\bthere (?:is|are) (?:a |an |mild |moderate |severe )?(?:no )?(?:evidence|loss|narrowing|sclerosis)\b",
-    r"\b(?:consistent|compatible) with\b",
-    r"\bevidence of\b",
-)
-#: Hedging: uncertain wording that keeps some content in a refusal.
-HEDGING_PATTERNS: tuple[str, ...] = (
-    r"\b(?:may|might|could) (?:be|represent|indicate|suggest|reflect|show|have|include|warrant|benefit)\b",
-    r"\b(?:possibly|possible|probably|probable|perhaps|likely|unlikely|presumably)\b",
-    r"\b(?:appears?|seems?) to\b",
-    r"\bsuggest(?:s|ive|ing)?\b",
-    r"\bsuspicious for\b",
-    r"\bcannot (?:be )?(?:excluded|ruled out)\b",
-    r"\bnot (?:definitive|certain|conclusive)\b",
-    r"\b(?:uncertain|unclear|equivocal|indeterminate)\b",
-    r"\bdifficult to (?:assess|determine|say|evaluate)\b",
-    r"\b(?:in general terms|generally speaking|my best guess|if i had to guess)\b",
-)
+REFUSAL_PATTERNS: tuple[str, ...] = tuple(_REG["refusals"]["refusal"])
+CLINICAL_CONTENT_PATTERNS: tuple[str, ...] = tuple(_REG["refusals"]["direct_clinical_content"])
+HEDGING_PATTERNS: tuple[str, ...] = tuple(_REG["refusals"]["hedged_clinical"])
 REFUSAL_CLASSES = ("GENUINE", "PARTIAL", "FULL")
+#: medrepro's refusal class -> the released ``ResponseClass`` value.
+RELEASED_CLASS_VALUES: dict[str, str] = dict(_REG["refusals"]["released_class_values"])
+SUBMISSION_SCHEMA_VERSION: str = _REG["submission"]["schema_version"]
+SCOPES: tuple[str, ...] = tuple(_REG["submission"]["scopes"])
+if _REG["refusals"]["flags"] != ["IGNORECASE"]:  # pragma: no cover - a registry edit
+    raise ValueError("registry.json: refusals.flags: only ['IGNORECASE'] is supported")
 
 
-def _compile_synonyms(table: dict[str, tuple[str, ...]]) -> dict[str, re.Pattern[str]]:
-    # One alternation per category, longest synonym first. With a \b on each side and regex
-    # backtracking, the category matches iff some single ``\b<synonym>\b`` search would.
-    out = {}
-    for cat, syns in table.items():
-        alts = "|".join(re.escape(s) for s in sorted(set(syns), key=len, reverse=True))
-        out[cat] = re.compile(rf"\b(?:{alts})\b")
-    return out
+def _alternation(table: dict[str, tuple[str, ...]]) -> list[tuple[str, re.Pattern[str]]]:
+    return [(cat, re.compile(r"\b(?:" + "|".join(re.escape(s) for s in syns) + r")\b")) for cat, syns in table.items()]
 
 
-_LABEL_RE = _compile_synonyms(LABEL_SYNONYMS)
-_REC_RE = _compile_synonyms(RECOMMENDATION_SYNONYMS)
-_REFUSAL_RE = re.compile("|".join(f"(?:{p})" for p in REFUSAL_PATTERNS))
-_HEDGE_RE = re.compile("|".join(f"(?:{p})" for p in HEDGING_PATTERNS))
-_CLINICAL_RE = re.compile("|".join(f"(?:{p})" for p in CLINICAL_CONTENT_PATTERNS))
+def _any_of(patterns: Iterable[str]) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{p})" for p in patterns), re.IGNORECASE)
 
 
-def _match(table: dict[str, re.Pattern[str]], text: str | None) -> set[str]:
+_LABEL_RE = _alternation(LABEL_SYNONYMS)
+_REC_RE = _alternation(RECOMMENDATION_SYNONYMS)
+_REFUSAL_RE = _any_of(REFUSAL_PATTERNS)
+_CLINICAL_RE = _any_of(CLINICAL_CONTENT_PATTERNS)
+_HEDGE_RE = _any_of(HEDGING_PATTERNS)
+
+
+def _match(table: list[tuple[str, re.Pattern[str]]], text: str | None) -> set[str]:
     if not text:
         return set()
     low = text.lower()
-    return {cat for cat, rx in table.items() if rx.search(low)}
+    return {cat for cat, rx in table if rx.search(low)}
 
 
 def parse_labels(text: str | None) -> set[str]:
-    """Diagnostic-label categories mentioned in ``text`` (no negation handling; see module
-    docstring for the quirks)."""
+    """Diagnostic-label categories of ``text`` (frozen rule; ``None`` and ``""`` give none)."""
     return _match(_LABEL_RE, text)
 
 
 def parse_recommendations(text: str | None) -> set[str]:
-    """Recommendation categories mentioned in ``text`` (conservative management -> ``no action``;
-    no negation handling)."""
+    """Recommendation categories of ``text`` (frozen rule; ``None`` and ``""`` give none)."""
     return _match(_REC_RE, text)
 
 
+def classify_refusal(text: str | None) -> str:
+    """``"GENUINE" | "PARTIAL" | "FULL"`` in the frozen decision order (module docstring);
+    ``None`` counts as empty text."""
+    if not text or not text.strip():
+        return "FULL"
+    if _REFUSAL_RE.search(text) is None:
+        return "GENUINE"
+    if _CLINICAL_RE.search(text) is not None:
+        return "GENUINE"
+    if _HEDGE_RE.search(text) is not None:
+        return "PARTIAL"
+    return "FULL"
+
+
+def parse_report(text: str | None) -> tuple[frozenset[str], frozenset[str], str]:
+    """``(labels, recommendations, refusal class)`` of one report."""
+    return frozenset(parse_labels(text)), frozenset(parse_recommendations(text)), classify_refusal(text)
+
+
 def set_jaccard(a: Iterable[str], b: Iterable[str]) -> float:
-    """Jaccard index of two sets; **1.0 when both are empty** (frozen convention)."""
+    """Jaccard index of two sets; 1.0 when both are empty (frozen convention)."""
     a, b = set(a), set(b)
     if not a and not b:
         return 1.0
@@ -266,64 +153,19 @@ def set_jaccard(a: Iterable[str], b: Iterable[str]) -> float:
 
 
 def label_jaccard(a: Iterable[str] | str, b: Iterable[str] | str) -> float:
-    """Diagnostic-label consistency of two label sets (or two report texts, parsed first);
-    1.0 when both are empty."""
-    if isinstance(a, str):
-        a = parse_labels(a)
-    if isinstance(b, str):
-        b = parse_labels(b)
-    return set_jaccard(a, b)
+    """Diagnostic-label consistency of two label sets (or of two reports, parsed first)."""
+    return set_jaccard(parse_labels(a) if isinstance(a, str) else a, parse_labels(b) if isinstance(b, str) else b)
 
 
 def recommendation_changed(a: Iterable[str] | str, b: Iterable[str] | str) -> bool:
-    """True iff the two recommendation-category sets differ (texts are parsed first)."""
-    if isinstance(a, str):
-        a = parse_recommendations(a)
-    if isinstance(b, str):
-        b = parse_recommendations(b)
-    return set(a) != set(b)
+    """True when the two recommendation-category sets differ (reports are parsed first)."""
+    ra = parse_recommendations(a) if isinstance(a, str) else set(a)
+    rb = parse_recommendations(b) if isinstance(b, str) else set(b)
+    return ra != rb
 
 
 def recommendation_jaccard(a: Iterable[str] | str, b: Iterable[str] | str) -> float:
-    """Jaccard of two recommendation-category sets (1.0 when both empty); used by gap_graded."""
-    if isinstance(a, str):
-        a = parse_recommendations(a)
-    if isinstance(b, str):
-        b = parse_recommendations(b)
-    return set_jaccard(a, b)
-
-
-def has_refusal(text: str | None) -> bool:
-    return bool(text) and _REFUSAL_RE.search(text.lower()) is not None
-
-
-def has_clinical_content(text: str | None) -> bool:
-    """Direct clinical content: a :data:`CLINICAL_CONTENT_PATTERNS` hit or any diagnostic label."""
-    if not text:
-        return False
-    low = text.lower()
-    return _CLINICAL_RE.search(low) is not None or any(rx.search(low) for rx in _LABEL_RE.values())
-
-
-def has_hedging(text: str | None) -> bool:
-    return bool(text) and _HEDGE_RE.search(text.lower()) is not None
-
-
-def classify_refusal(text: str | None) -> str:
-    """``"GENUINE" | "PARTIAL" | "FULL"`` in the frozen decision order:
-
-    1. empty text (``None``, ``""`` or whitespace only) -> ``FULL``;
-    2. no refusal pattern -> ``GENUINE``;
-    3. refusal pattern and direct clinical content -> ``GENUINE``;
-    4. refusal pattern and hedging -> ``PARTIAL``;
-    5. otherwise -> ``FULL``.
-    """
-    if text is None or not text.strip():
-        return "FULL"
-    if not has_refusal(text):
-        return "GENUINE"
-    if has_clinical_content(text):
-        return "GENUINE"
-    if has_hedging(text):
-        return "PARTIAL"
-    return "FULL"
+    """Jaccard of two recommendation-category sets (1.0 when both are empty; gap_graded uses it)."""
+    ra = parse_recommendations(a) if isinstance(a, str) else a
+    rb = parse_recommendations(b) if isinstance(b, str) else b
+    return set_jaccard(ra, rb)

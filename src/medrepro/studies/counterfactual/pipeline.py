@@ -2,7 +2,7 @@
 
 Each function takes paths and typed parameters, calls the library (:mod:`.checksums`,
 :mod:`.qc`, :mod:`.score`, :mod:`medrepro.studies.counterfactual.synthetic`) and writes its outputs
-atomically. The rule scripts in ``workflow/scripts/cf_*.py`` only unpack ``snakemake`` and
+atomically. The rule scripts in ``workflow/scripts/counterfactual/`` only unpack ``snakemake`` and
 call these.
 
 * :func:`synthesize` -- a synthetic bundle and simulated report submissions (data.source
@@ -12,7 +12,11 @@ call these.
   input, so nothing reads the bundle before it was verified.
 * :func:`run_qc` -- the QC table (one row per pair), the QC summary and the QC figure.
 * :func:`score_model` -- the benchmark score JSON, the per-pair CSV and a ``metrics.json`` in
-  the one schema every study shares (see :func:`build_metrics`).
+  the one schema every study shares (see :func:`build_metrics`). A simulated model (synthetic
+  data) answers every pair of the bundle, before QC; its submission is cut to the pairs of
+  its declared scope in the QC table before it is scored, as a real model is run over the
+  released pairs of its scope. A real submission is scored as it is: a pair outside its
+  scope is an error.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from medrepro.studies.counterfactual.bootstrap import clustered_bootstrap_ci
 from medrepro.studies.counterfactual.checksums import ChecksumMismatchError, parse_manifest, verify_manifest
 from medrepro.studies.counterfactual.qc import (PAIR_COLUMNS, QC_COLUMNS, QCThresholds, plot_qc, qc_pairs,
                                                 qc_summary, resolve_path)
-from medrepro.studies.counterfactual.score import score_submission, write_score
+from medrepro.studies.counterfactual.score import load_submission, scope_pairs, score_submission, write_score
 from medrepro.studies.counterfactual.synthetic import generate_bundle, generate_submissions
 from medrepro.errors import InputError
 from medrepro.fsutil import atomic_path, sha256_file, write_json
@@ -72,7 +76,7 @@ METRIC_SOURCES: dict[str, tuple[str, str | None]] = {
 # --------------------------------------------------------------------------------------
 
 def synthesize(bundle_dir: str | Path, submissions_dir: str | Path, synthetic: Mapping[str, Any],
-               models: Mapping[str, Mapping[str, float]], scope: str = "qc-passed") -> dict:
+               models: Mapping[str, Mapping[str, float]], scope: str | None = "qc-passed") -> dict:
     """Write the synthetic bundle to ``bundle_dir`` and one submission per model (covering every
     pair of the bundle, tagged with ``scope``) plus ``truth.json`` to ``submissions_dir``."""
     if not models:
@@ -82,6 +86,7 @@ def synthesize(bundle_dir: str | Path, submissions_dir: str | Path, synthetic: M
             raise InputError(None, f"studies.counterfactual.models.{name}", "name is not a safe file name",
                              "letters, digits, '-', '_' and '.' only")
     syn = dict(synthetic)
+    scope = scope or "qc-passed"
     seed = int(syn.get("seed", 0))
     summary = generate_bundle(bundle_dir, n_sources=int(syn.get("n_sources", 300)), size=int(syn.get("size", 128)),
                               degraded_fraction=float(syn.get("degraded_fraction", 0.15)), seed=seed)
@@ -193,16 +198,17 @@ def _planted(table: pd.DataFrame, truth_csv: Path) -> dict:
 def run_qc(bundle_root: str | Path, pairs_csv: str | Path, checks_json: str | Path, out_table: str | Path,
            out_summary: str | Path, out_png: str | Path, lpips: str = "optional",
            thresholds: Mapping[str, float] | None = None, examples: int = 4, workers: int | None = None,
-           published: bool = False, truth_csv: str | Path | None = None) -> dict:
+           published: bool = False, truth_csv: str | Path | None = None, sixteen_bit: str = "saturate") -> dict:
     """QC every pair of the verified bundle; write the QC table (CSV), the summary (JSON) and the
     figure (PNG). Boolean scope columns of ``pairs_csv`` (e.g. ``common-core-1000``) are carried
     into the table so the scorer can use them as a scope. ``published``: put the benchmark's
     published counts beside the observed ones (real data). ``truth_csv``: the synthetic bundle's
-    planted degradations, compared with the QC outcome."""
+    planted degradations, compared with the QC outcome. ``sixteen_bit``: how 16-bit images are
+    read (``saturate``, the released reading, or ``rescale``)."""
     require_verified(checks_json, bundle_root)
     thr = QCThresholds.from_any(thresholds)
     pairs = pd.read_csv(pairs_csv, dtype=str, keep_default_na=False)
-    table = qc_pairs(bundle_root, pairs, policy=lpips, thresholds=thr, workers=workers)
+    table = qc_pairs(bundle_root, pairs, policy=lpips, thresholds=thr, workers=workers, sixteen_bit=sixteen_bit)
     extra = [c for c in pairs.columns if c not in QC_COLUMNS and c not in ("mask_path",)]
     for c in extra:
         table[c] = pairs[c].to_numpy()
@@ -214,11 +220,12 @@ def run_qc(bundle_root: str | Path, pairs_csv: str | Path, checks_json: str | Pa
     summary["gates"] = ["global SSIM", "edge preservation"] + {"off": [], "optional": ["LPIPS (when computed)"],
                                                                 "required": ["LPIPS (required)"]}[lpips]
     summary["carried_columns"] = extra
+    summary["sixteen_bit"] = sixteen_bit
     summary["ssim_windowed_mean"] = float(np.nanmean(table["ssim_windowed"])) if table["ssim_windowed"].notna().any() else None
     if truth_csv is not None and Path(truth_csv).is_file():
         summary["planted"] = _planted(table, Path(truth_csv))
     write_json(out_summary, summary)
-    plot_qc(table, bundle_root, out_png, thresholds=thr, n_examples=examples)
+    plot_qc(table, bundle_root, out_png, thresholds=thr, n_examples=examples, sixteen_bit=sixteen_bit)
     log.info("QC: %d/%d pairs pass (LPIPS policy %s: %s)", summary["n_pass"], summary["n_pairs"], lpips,
              ", ".join(summary["lpips_status"]))
     return summary
@@ -278,8 +285,10 @@ def build_metrics(score: Mapping[str, Any], units: pd.DataFrame, run: str, units
         "model": dict(score["model"]),
         "submission": score["submission"],
         "submission_scope": score["submission_scope"],
+        "registry": score["registry"],
         "coverage": score["coverage"],
         "refusals": score["refusals"],
+        "data_quality": score["data_quality"],
         "n_pairs_usable": score["n_pairs_usable"],
         "gaps": {"gap_exact": score["gap_exact"], "gap_graded": score["gap_graded"],
                  "mean_recommendation_jaccard": score["mean_recommendation_jaccard"]},
@@ -308,24 +317,35 @@ def build_metrics(score: Mapping[str, Any], units: pd.DataFrame, run: str, units
 
 
 def score_model(submission: str | Path, qc_table: str | Path, checks_json: str | Path, out_score: str | Path,
-                out_units: str | Path, out_metrics: str | Path, run: str, scope: str = "qc-passed",
+                out_units: str | Path, out_metrics: str | Path, run: str, scope: str | None = None,
                 allow_partial: bool = False, iterations: int = 10000, seed: int = 42, data_kind: str = "synthetic",
                 cluster_label: str = "source image") -> dict:
     """Validate and score one submission against the QC table; write the score JSON, the
-    per-pair CSV and ``metrics.json``. Returns the metrics dict."""
+    per-pair CSV and ``metrics.json``. ``scope``: the scope every submission must declare
+    (``None``: each its own). A simulated submission (``data_kind`` synthetic) is first cut
+    to the pairs of its scope (module docstring). Returns the metrics dict."""
     checks = require_verified(checks_json)
-    score = score_submission(submission, qc_table, scope=scope, allow_partial=allow_partial,
-                             iterations=iterations, seed=seed)
+    payload: Any = submission
+    extra: dict[str, Any] = {}
+    if data_kind == "synthetic":
+        payload = load_submission(submission)
+        if payload["scope"] != "toy":
+            keep = set(scope_pairs(qc_table, payload["scope"])["pair_id"])
+            n_all = len(payload["results"])
+            payload = {**payload, "results": [r for r in payload["results"] if r["pair_id"] in keep]}
+            extra["simulated_answers"] = {"n_written": n_all, "n_in_scope": len(payload["results"])}
+    score = score_submission(payload, qc_table, scope=scope, allow_partial=allow_partial, iterations=iterations,
+                             seed=seed, name=str(submission))
     write_score(score, out_score)
     units = per_pair_table(score)
     with atomic_path(out_units) as tmp:
         units.to_csv(tmp, index=False)
     metrics = build_metrics(score, units, run, Path(out_units).name, data_kind, cluster_label,
                             {"score": Path(out_score).name, "submission_sha256": sha256_file(submission),
-                             "bundle_root": checks["bundle_root"]})
+                             "bundle_root": checks["bundle_root"], **extra})
     write_json(out_metrics, metrics)
     r = score["table_row"]
-    log.info("%s: %d usable pairs, recommendation change %.3f %s, label consistency %.3f %s%s", run, r["n_pairs"],
-             r["recommendation_change"], r["recommendation_change_ci"], r["label_consistency"],
-             r["label_consistency_ci"], " PARTIAL" if r["partial"] else "")
+    log.info("%s: %d usable pairs, recommendation change %.3f %s, label consistency %.3f %s%s (registry %s)",
+             run, r["n_pairs"], r["recommendation_change"], r["recommendation_change_ci"], r["label_consistency"],
+             r["label_consistency_ci"], " PARTIAL" if r["partial"] else "", score["registry"]["sha256"][:12])
     return metrics

@@ -1,4 +1,4 @@
-"""Submission validation and scoring for the counterfactual benchmark.
+"""Submission validation and scoring for the counterfactual benchmark, by the released rules.
 
 Submission format (``spinefairbench-submission-v1``)::
 
@@ -7,39 +7,46 @@ Submission format (``spinefairbench-submission-v1``)::
      "model": {"name": "...", ...},
      "results": [{"pair_id": "<source_id>__<edit_label>",
                   "source_report": "...", "counterfactual_report": "...",
-                  "source_id": "<source_id>",      # optional, must match the pair id
-                  "metadata": {...}},               # optional, an object
+                  "source_id": "<source_id>",      # optional
+                  "metadata": {...}},               # optional
                  ...]}
 
-Validation choices (where the released benchmark leaves the format open):
-
-* extra top-level keys are allowed (ignored); each result must have *exactly* the keys above
-  (required: ``pair_id``, ``source_report``, ``counterfactual_report``; optional:
-  ``source_id``, ``metadata``) -- unknown keys are an error;
-* ``pair_id`` is split at its LAST ``"__"``: the source id is everything before it, the edit
-  label everything after (edit labels cannot contain ``"__"``; source ids may); both parts
-  must be non-empty;
-* reports must be non-empty strings (``""`` is rejected); a whitespace-only report passes
-  validation and is then classified as a FULL refusal (empty text);
-* ``model`` must be an object with a non-empty string ``name``.
+Validation (:func:`validate_submission`), in the released order, each violation an
+:class:`~medrepro.errors.InputError` naming the file, the result (index and pair id) and the
+field: the top level is an object; ``schema_version`` is the one above; ``scope`` is one of
+the four; ``model`` is an object with a non-blank string ``name``; ``results`` is a non-empty
+list of objects, each with only the five keys above, a non-blank string ``pair_id`` not used
+before, non-blank string reports (a whitespace-only report is rejected), a non-blank string
+``source_id`` when present and not null, and an object ``metadata`` when present and not
+null. Extra top-level keys are allowed.
 
 Scoring (:func:`score_submission`):
 
-* the scope comes from the QC table: ``qc-passed`` (default) = rows with ``qc_pass`` true;
-  ``all`` = every row; any other scope name needs a boolean column of that name (or
-  ``in_<name>`` / ``scope_<name>``) in the table;
-* the submission must cover every pair of the scope, unless ``allow_partial`` (then the
-  result is flagged ``partial``); pairs outside the scope are ignored and counted;
-* a pair with a FULL refusal on either side is excluded from the endpoints; PARTIAL pairs
-  stay (and are counted);
+* the submission is scored in the scope it declares; a requested ``scope`` that differs is
+  an error, not an override;
+* the scope's pairs come from the QC table (:func:`scope_pairs`): ``qc-passed`` = rows with
+  ``qc_pass`` true; ``common-core-1000`` = the QC-passed rows of the common-core sources,
+  flagged in a boolean column of that name (or ``in_<name>`` / ``scope_<name>``; a source is
+  in the core when one of its rows is flagged, and for this scope every core source needs a
+  QC-passed row);
+  ``all-model-intersection-2166`` = the rows flagged in such a column, each of which must be a
+  QC-passed row of a common-core source; ``toy`` = the submitted pairs, each of which must be
+  a QC-passed row;
+* a submitted pair outside the scope is an error; a pair of the scope that is missing is an
+  error unless ``allow_partial`` (the score is then flagged partial);
+* a declared ``source_id`` must equal the QC table's source id of the pair;
+* each report is classified (GENUINE / PARTIAL / FULL); a pair with a FULL refusal on either
+  side is excluded from the endpoints, PARTIAL pairs stay and are counted;
 * endpoints over the usable pairs, each with the source-clustered bootstrap CI (the RNG
   restarted with ``seed`` for each endpoint, the seed recorded per endpoint):
-  ``recommendation_change`` (mean of the 0/1 change indicator) and ``label_consistency``
-  (mean label Jaccard, 1.0 for two empty label sets);
+  ``recommendation_change`` (mean of ``sorted(source categories) != sorted(counterfactual
+  categories)``) and ``label_consistency`` (mean label Jaccard, 1.0 for two empty sets);
 * ``gap_exact = mean Jaccard - (1 - change rate)``; ``gap_graded = mean Jaccard - mean
   recommendation-category Jaccard``;
-* per-pair results are sorted by ``pair_id`` (so the result does not depend on the order of
-  the submission's results).
+* per-pair results are sorted by ``pair_id`` (Python string order), as released.
+
+Every score records the sha256 of the frozen registry (:data:`.parse.REGISTRY_SHA256`) and
+the released commit it was transcribed from.
 """
 
 from __future__ import annotations
@@ -52,22 +59,25 @@ from typing import Any, Mapping
 import numpy as np
 import pandas as pd
 
+from medrepro.errors import InputError
+from medrepro.fsutil import atomic_path, write_json
 from medrepro.studies.counterfactual.bootstrap import clustered_bootstrap_ci
 from medrepro.studies.counterfactual.parse import (
     REFUSAL_CLASSES,
-    classify_refusal,
-    parse_labels,
-    parse_recommendations,
+    REGISTRY_INFO,
+    REGISTRY_SHA256,
+    SCOPES,
+    SUBMISSION_SCHEMA_VERSION,
+    parse_report,
     set_jaccard,
 )
-from medrepro.errors import InputError
-from medrepro.fsutil import atomic_path, write_json
 
 __all__ = [
     "SCHEMA_VERSION",
     "SCOPES",
+    "PANEL_SCOPES",
     "PER_PAIR_CSV_COLUMNS",
-    "split_pair_id",
+    "registry_record",
     "load_submission",
     "validate_submission",
     "scope_pairs",
@@ -76,25 +86,22 @@ __all__ = [
     "write_per_pair_csv",
 ]
 
-SCHEMA_VERSION = "spinefairbench-submission-v1"
-SCOPES = ("common-core-1000", "all-model-intersection-2166", "qc-passed", "toy")
-_REQUIRED = ("pair_id", "source_report", "counterfactual_report")
-_OPTIONAL = ("source_id", "metadata")
+SCHEMA_VERSION = SUBMISSION_SCHEMA_VERSION
+#: Scopes whose complete submissions are comparable with the released panel.
+PANEL_SCOPES = ("common-core-1000", "all-model-intersection-2166")
+_RESULT_KEYS = ("pair_id", "source_id", "source_report", "counterfactual_report", "metadata")
+_REPORTS = ("source_report", "counterfactual_report")
 PER_PAIR_CSV_COLUMNS = ("unit_id", "cluster", "rec_change", "label_jaccard")
 
 
-def split_pair_id(pair_id: str) -> tuple[str, str]:
-    """``"S00001__young_female" -> ("S00001", "young_female")`` (split at the last ``__``)."""
-    src, sep, edit = pair_id.rpartition("__")
-    if not sep or not src or not edit:
-        raise ValueError(pair_id)
-    return src, edit
+def registry_record() -> dict:
+    """The frozen registry's identity, recorded in every score and metrics.json."""
+    return {"file": "registry.json", "sha256": REGISTRY_SHA256, "repository": REGISTRY_INFO["repository"],
+            "commit": REGISTRY_INFO["commit"]}
 
 
 def load_submission(path: str | Path) -> dict:
-    """Read and validate a submission JSON; every violation is an
-    :class:`~medrepro.errors.InputError` naming the file, the pair (index and pair_id) and the
-    field. Returns the parsed object."""
+    """Read and validate a submission JSON (:func:`validate_submission`); returns the object."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -110,8 +117,13 @@ def load_submission(path: str | Path) -> dict:
     return obj
 
 
+def _blank(v: Any) -> bool:
+    return not isinstance(v, str) or not v.strip()
+
+
 def validate_submission(obj: Any, path: str | Path | None = "<submission>") -> None:
-    """Validate a parsed submission (see module docstring); raise InputError on the first problem."""
+    """Validate a parsed submission by the released rules (module docstring); raise
+    :class:`InputError` on the first problem."""
     if not isinstance(obj, dict):
         raise InputError(path, "submission", f"top level is {type(obj).__name__}", "a JSON object")
     if obj.get("schema_version") != SCHEMA_VERSION:
@@ -120,13 +132,13 @@ def validate_submission(obj: Any, path: str | Path | None = "<submission>") -> N
         raise InputError(path, "scope", f"{obj.get('scope')!r}", "one of " + ", ".join(SCOPES))
     model = obj.get("model")
     if not isinstance(model, dict):
-        raise InputError(path, "model", f"{type(model).__name__ if model is not None else 'missing'}",
+        raise InputError(path, "model", "missing" if model is None else f"is {type(model).__name__}",
                          "an object with a 'name'")
-    if not isinstance(model.get("name"), str) or not model["name"].strip():
+    if _blank(model.get("name")):
         raise InputError(path, "model.name", f"{model.get('name')!r}", "a non-empty string")
     results = obj.get("results")
     if not isinstance(results, list) or not results:
-        raise InputError(path, "results", "missing, not a list or empty" if not isinstance(results, list) else "empty list",
+        raise InputError(path, "results", "empty list" if isinstance(results, list) else "missing or not a list",
                          "a non-empty list of results")
     seen: dict[str, int] = {}
     for i, r in enumerate(results):
@@ -136,39 +148,34 @@ def validate_submission(obj: Any, path: str | Path | None = "<submission>") -> N
         pid = r.get("pair_id")
         if isinstance(pid, str):
             where = f"results[{i}] (pair_id={pid!r})"
-        unknown = sorted(set(r) - set(_REQUIRED) - set(_OPTIONAL))
+        unknown = sorted(set(r) - set(_RESULT_KEYS))
         if unknown:
-            raise InputError(path, f"{where}.{unknown[0]}", "unknown field",
-                             "only " + ", ".join(_REQUIRED + _OPTIONAL))
-        for field in _REQUIRED:
-            if field not in r:
-                raise InputError(path, f"{where}.{field}", "missing", "a non-empty string")
-            v = r[field]
-            if not isinstance(v, str) or v == "":
-                raise InputError(path, f"{where}.{field}", f"{v!r}" if not isinstance(v, str) else "empty string",
-                                 "a non-empty string")
-        try:
-            src, _edit = split_pair_id(pid)
-        except ValueError:
-            raise InputError(path, f"{where}.pair_id", f"{pid!r} is not '<source_id>__<edit_label>'",
-                             "'{source_id}__{edit_label}'") from None
+            raise InputError(path, f"{where}.{unknown[0]}", f"unknown field(s) {unknown}", "only " + ", ".join(_RESULT_KEYS))
+        if _blank(pid):
+            raise InputError(path, f"{where}.pair_id", f"{pid!r}", "a non-empty string")
         if pid in seen:
             raise InputError(path, f"{where}.pair_id", f"duplicate of results[{seen[pid]}]", "unique pair ids")
         seen[pid] = i
-        if "source_id" in r:
-            sid = r["source_id"]
-            if not isinstance(sid, str) or sid != src:
-                raise InputError(path, f"{where}.source_id", f"{sid!r} does not match the pair id",
-                                 f"{src!r} (the part of pair_id before '__')")
-        if "metadata" in r and not isinstance(r["metadata"], dict):
-            raise InputError(path, f"{where}.metadata", f"is {type(r['metadata']).__name__}", "an object")
+        for field in _REPORTS:
+            v = r.get(field)
+            if _blank(v):
+                problem = ("missing" if field not in r else "empty or whitespace-only" if isinstance(v, str)
+                           else f"{v!r}")
+                raise InputError(path, f"{where}.{field}", problem, "a non-empty string")
+        sid = r.get("source_id")
+        if sid is not None and _blank(sid):
+            raise InputError(path, f"{where}.source_id", f"{sid!r}", "a non-empty string when present")
+        meta = r.get("metadata")
+        if meta is not None and not isinstance(meta, dict):
+            raise InputError(path, f"{where}.metadata", f"is {type(meta).__name__}", "an object when present")
 
 
 def _read_table(pairs_table: Any) -> tuple[pd.DataFrame, str]:
     if isinstance(pairs_table, pd.DataFrame):
         return pairs_table, "<pairs table>"
     try:
-        return pd.read_csv(pairs_table, dtype={"pair_id": str, "source_id": str, "edit": str}), str(pairs_table)
+        return pd.read_csv(pairs_table, dtype={"pair_id": str, "source_id": str, "edit": str},
+                           keep_default_na=False), str(pairs_table)
     except FileNotFoundError:
         raise InputError(pairs_table, "pairs table", "file not found", "a QC table CSV") from None
 
@@ -179,119 +186,168 @@ def _truthy(s: pd.Series) -> np.ndarray:
     return s.astype(str).str.strip().str.lower().isin(["true", "1", "yes", "1.0"]).to_numpy()
 
 
+def _scope_column(t: pd.DataFrame, where: str, scope: str) -> tuple[str, np.ndarray]:
+    col = next((c for c in (scope, f"in_{scope}", f"scope_{scope}") if c in t.columns), None)
+    if col is None:
+        raise InputError(where, "scope", f"the table does not define scope {scope!r}",
+                         f"a boolean column {scope!r} (carried from the pairs table)")
+    return col, _truthy(t[col])
+
+
 def scope_pairs(pairs_table: Any, scope: str = "qc-passed") -> pd.DataFrame:
-    """Rows of the QC/pairs table in ``scope``: columns ``pair_id, source_id, edit``."""
+    """Rows of the QC table in ``scope``, columns ``pair_id, source_id, edit`` (module
+    docstring). For ``toy`` these are all QC-passed rows; :func:`score_submission` keeps the
+    submitted ones."""
+    if scope not in SCOPES:
+        raise InputError(None, "scope", f"{scope!r}", "one of " + ", ".join(SCOPES))
     t, where = _read_table(pairs_table)
-    if "pair_id" not in t.columns:
-        raise InputError(where, "pair_id", "column missing", "a QC table with pair_id, source_id, qc_pass")
-    if scope == "all":
-        mask = np.ones(len(t), dtype=bool)
-    elif scope == "qc-passed":
-        if "qc_pass" not in t.columns:
-            raise InputError(where, "qc_pass", "column missing", "the QC table written by qc_pairs")
-        mask = _truthy(t["qc_pass"])
-    else:
-        col = next((c for c in (scope, f"in_{scope}", f"scope_{scope}") if c in t.columns), None)
-        if col is None:
-            raise InputError(where, "scope", f"the table does not define scope {scope!r}",
-                             f"'qc-passed', 'all' or a boolean column {scope!r}")
-        mask = _truthy(t[col])
-    sub = t.loc[mask].copy()
-    pids = sub["pair_id"].astype(str)
-    if "source_id" in sub.columns:
-        sids = sub["source_id"].astype(str)
-    else:
-        sids = pids.map(lambda p: p.rpartition("__")[0])
-    edits = sub["edit"].astype(str) if "edit" in sub.columns else pids.map(lambda p: p.rpartition("__")[2])
-    out = pd.DataFrame({"pair_id": pids.to_numpy(), "source_id": sids.to_numpy(), "edit": edits.to_numpy()})
+    for col in ("pair_id", "qc_pass"):
+        if col not in t.columns:
+            raise InputError(where, col, "column missing", "the QC table written by the QC job (pair_id, source_id, qc_pass)")
+    passed = _truthy(t["qc_pass"])
+    pids = t["pair_id"].astype(str)
+    sids = t["source_id"].astype(str) if "source_id" in t.columns else pids.map(lambda p: p.rpartition("__")[0])
+    edits = t["edit"].astype(str) if "edit" in t.columns else pids.map(lambda p: p.rpartition("__")[2])
+    mask = passed
+    if scope in PANEL_SCOPES:
+        core_col, core = _scope_column(t, where, "common-core-1000")
+        core_sources = set(sids[core])
+        missing = sorted(core_sources - set(sids[passed])) if scope == "common-core-1000" else []
+        if missing:
+            raise InputError(where, core_col, f"{len(missing)} source(s) of the common core have no QC-passed pair, "
+                             f"e.g. {', '.join(missing[:5])}", "every common-core source among the QC-passed pairs")
+        mask = passed & sids.isin(core_sources).to_numpy()
+        if scope == "all-model-intersection-2166":
+            col, member = _scope_column(t, where, scope)
+            for bad, why in ((member & ~passed, "did not pass QC"),
+                             (member & ~sids.isin(core_sources).to_numpy(), "are outside the common core")):
+                if bad.any():
+                    ex = pids[bad].tolist()
+                    raise InputError(where, col, f"{len(ex)} pair(s) of the scope {why}, e.g. {', '.join(ex[:5])}",
+                                     "every pair of the scope a QC-passed pair of the common core")
+            mask = member
+    out = pd.DataFrame({"pair_id": pids[mask].to_numpy(), "source_id": sids[mask].to_numpy(),
+                        "edit": edits[mask].to_numpy()})
     dup = out["pair_id"][out["pair_id"].duplicated()]
     if len(dup):
         raise InputError(where, "pair_id", f"duplicate pair_id {dup.iloc[0]!r}", "unique pair ids")
     return out
 
 
-def _endpoint(values: np.ndarray, clusters: np.ndarray, iterations: int, seed: int) -> dict:
+def _endpoint(values: list[float], clusters: list[str], iterations: int, seed: int) -> dict:
     est, lo, hi = clustered_bootstrap_ci(values, clusters, iterations=iterations, seed=seed)
-    return {"estimate": est, "ci_low": lo, "ci_high": hi, "n_pairs": int(values.size),
-            "n_clusters": int(np.unique(clusters).size), "seed": seed, "iterations": iterations,
+    return {"estimate": est, "ci_low": lo, "ci_high": hi, "n_pairs": len(values),
+            "n_clusters": len(set(clusters)), "seed": seed, "iterations": iterations,
             "ci_level": 0.95, "method": "source-clustered percentile bootstrap"}
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
 
 
 def score_submission(
     submission: Mapping[str, Any] | str | Path,
     pairs_table: pd.DataFrame | str | Path,
-    scope: str = "qc-passed",
+    scope: str | None = None,
     allow_partial: bool = False,
     iterations: int = 10000,
     seed: int = 42,
+    name: str | None = None,
 ) -> dict:
-    """Score one submission against the scope given by the QC table (see module docstring)."""
-    sub_path = "<submission>"
+    """Score one submission against its declared scope in the QC table (module docstring).
+    ``scope``: the scope the caller expects (``None``: whatever the submission declares).
+    ``name``: the submission's file name in messages when ``submission`` is a parsed object."""
+    sub_path = name or "<submission>"
     if isinstance(submission, (str, Path)):
         sub_path = str(submission)
         submission = load_submission(submission)
     else:
         validate_submission(submission, sub_path)
-    scoped = scope_pairs(pairs_table, scope)
-    if not len(scoped):
-        where = "<pairs table>" if isinstance(pairs_table, pd.DataFrame) else str(pairs_table)
-        raise InputError(where, "scope", f"no pairs in scope {scope!r}", "at least one pair")
-    scope_idx = {p: i for i, p in enumerate(scoped["pair_id"])}
+    declared = submission["scope"]
+    if scope is not None and scope != declared:
+        if scope not in SCOPES:
+            raise InputError(None, "scope", f"{scope!r}", "one of " + ", ".join(SCOPES))
+        raise InputError(sub_path, "scope", f"the submission declares {declared!r}, the scorer was asked for {scope!r}",
+                         f"{declared!r}: a submission is scored in the scope it declares")
+    table_where = "<pairs table>" if isinstance(pairs_table, pd.DataFrame) else str(pairs_table)
+    scoped = scope_pairs(pairs_table, declared)
     results = submission["results"]
-    by_id = {r["pair_id"]: r for r in results}
-    in_scope = sorted(p for p in by_id if p in scope_idx)
-    outside = sorted(p for p in by_id if p not in scope_idx)
-    missing = sorted(p for p in scope_idx if p not in by_id)
+    index = {r["pair_id"]: i for i, r in enumerate(results)}
+    submitted = set(index)
+    if declared == "toy":
+        unknown = sorted(submitted - set(scoped["pair_id"]))
+        if unknown:
+            raise InputError(sub_path, "results", f"toy submission has {len(unknown)} pair id(s) that are not QC-passed "
+                             f"pairs of {table_where}, e.g. {', '.join(unknown[:5])}", "QC-passed pair ids only")
+        scoped = scoped[scoped["pair_id"].isin(submitted)].reset_index(drop=True)
+    info = dict(zip(scoped["pair_id"], zip(scoped["source_id"], scoped["edit"])))
+    unexpected = sorted(submitted - set(info))
+    if unexpected:
+        raise InputError(sub_path, "results", f"{len(unexpected)} pair id(s) outside scope {declared!r} "
+                         f"of {table_where}, e.g. {', '.join(unexpected[:5])}", f"only pairs of scope {declared!r}")
+    missing = sorted(set(info) - submitted)
     if missing and not allow_partial:
         raise InputError(
             sub_path, "results",
-            f"{len(missing)} of {len(scoped)} pairs in scope {scope!r} are missing, e.g. {', '.join(missing[:5])}",
+            f"{len(missing)} of {len(info)} pairs in scope {declared!r} are missing, e.g. {', '.join(missing[:5])}",
             "every pair of the scope (or --allow-partial)",
         )
-    if not in_scope:
-        raise InputError(sub_path, "results", f"no result is in scope {scope!r}", "at least one pair of the scope")
+
+    cache: dict[str, tuple[frozenset[str], frozenset[str], str]] = {}
+
+    def parsed(text: str) -> tuple[frozenset[str], frozenset[str], str]:
+        out = cache.get(text)
+        if out is None:
+            out = cache[text] = parse_report(text)
+        return out
 
     per_pair = []
     ref_counts = {"source": dict.fromkeys(REFUSAL_CLASSES, 0), "counterfactual": dict.fromkeys(REFUSAL_CLASSES, 0)}
-    for pid in in_scope:
-        r = by_id[pid]
-        row = scoped.iloc[scope_idx[pid]]
-        ls, lc = parse_labels(r["source_report"]), parse_labels(r["counterfactual_report"])
-        rs, rc = parse_recommendations(r["source_report"]), parse_recommendations(r["counterfactual_report"])
-        fs, fc = classify_refusal(r["source_report"]), classify_refusal(r["counterfactual_report"])
+    for pid in sorted(submitted):
+        i = index[pid]
+        r = results[i]
+        sid, edit = info[pid]
+        declared_sid = r.get("source_id")
+        if declared_sid is not None and declared_sid != sid:
+            raise InputError(sub_path, f"results[{i}] (pair_id={pid!r}).source_id",
+                             f"{declared_sid!r} but the QC table gives {sid!r}", f"{sid!r} or no source_id")
+        ls, rs, fs = parsed(r["source_report"])
+        lc, rc, fc = parsed(r["counterfactual_report"])
         ref_counts["source"][fs] += 1
         ref_counts["counterfactual"][fc] += 1
         per_pair.append({
-            "pair_id": pid, "source_id": str(row["source_id"]), "edit": str(row["edit"]),
+            "pair_id": pid, "source_id": sid, "edit": edit,
             "labels_src": sorted(ls), "labels_cf": sorted(lc), "jaccard": set_jaccard(ls, lc),
-            "rec_src": sorted(rs), "rec_cf": sorted(rc), "rec_changed": rs != rc, "rec_jaccard": set_jaccard(rs, rc),
+            "rec_src": sorted(rs), "rec_cf": sorted(rc), "rec_changed": sorted(rs) != sorted(rc),
+            "rec_jaccard": set_jaccard(rs, rc),
             "refusal_src": fs, "refusal_cf": fc, "excluded": fs == "FULL" or fc == "FULL",
         })
 
     usable = [p for p in per_pair if not p["excluded"]]
     n_excluded = len(per_pair) - len(usable)
     if not usable:
-        raise InputError(sub_path, "results", f"all {len(per_pair)} in-scope pairs have a FULL refusal",
+        raise InputError(sub_path, "results", f"all {len(per_pair)} pairs have a FULL refusal on at least one side",
                          "at least one usable pair")
-    clusters = np.array([p["source_id"] for p in usable])
-    changed = np.array([1.0 if p["rec_changed"] else 0.0 for p in usable])
-    jac = np.array([p["jaccard"] for p in usable])
-    rec_jac = np.array([p["rec_jaccard"] for p in usable])
+    clusters = [p["source_id"] for p in usable]
+    changed = [1.0 if p["rec_changed"] else 0.0 for p in usable]
+    jac = [float(p["jaccard"]) for p in usable]
+    rec_jac = [float(p["rec_jaccard"]) for p in usable]
 
     rec_ep = _endpoint(changed, clusters, iterations, seed)  # RNG restarted per endpoint
     lab_ep = _endpoint(jac, clusters, iterations, seed)
-    mean_jac = float(jac.sum() / jac.size)
-    change_rate = float(changed.sum() / changed.size)
-    mean_rec_jac = float(rec_jac.sum() / rec_jac.size)
+    mean_jac, change_rate, mean_rec_jac = _mean(jac), _mean(changed), _mean(rec_jac)
     gap_exact = mean_jac - (1.0 - change_rate)
     gap_graded = mean_jac - mean_rec_jac
     both_empty = sum(1 for p in usable if not p["labels_src"] and not p["labels_cf"])
     n_partial = sum(1 for p in usable if "PARTIAL" in (p["refusal_src"], p["refusal_cf"]))
+    n_full_src = ref_counts["source"]["FULL"]
+    n_full_cf = ref_counts["counterfactual"]["FULL"]
 
     model = submission["model"]
     r3 = lambda x: round(float(x), 3)  # noqa: E731
     table_row = {
         "model": model["name"],
+        "scope": declared,
         "n_pairs": len(usable),
         "recommendation_change": r3(rec_ep["estimate"]),
         "recommendation_change_ci": [r3(rec_ep["ci_low"]), r3(rec_ep["ci_high"])],
@@ -299,26 +355,28 @@ def score_submission(
         "label_consistency_ci": [r3(lab_ep["ci_low"]), r3(lab_ep["ci_high"])],
         "gap_exact": r3(gap_exact),
         "gap_graded": r3(gap_graded),
-        "coverage": r3(len(in_scope) / len(scoped)),
+        "coverage": r3(len(submitted) / len(info)),
         "partial": bool(missing),
     }
     return {
-        "schema": "medrepro-counterfactual-score-v1",
+        "schema": "medrepro-counterfactual-score-v2",
+        "registry": registry_record(),
         "submission": sub_path,
         "model": dict(model),
-        "submission_scope": submission["scope"],
+        "submission_scope": declared,
         "coverage": {
-            "scope": scope,
-            "n_scope_pairs": len(scoped),
+            "scope": declared,
+            "n_scope_pairs": len(info),
             "n_submitted": len(results),
-            "n_in_scope": len(in_scope),
+            "n_in_scope": len(submitted),
             "n_missing": len(missing),
             "missing_examples": missing[:10],
-            "n_outside_scope_ignored": len(outside),
-            "outside_scope_examples": outside[:10],
-            "fraction": len(in_scope) / len(scoped),
+            "fraction": len(submitted) / len(info),
             "partial": bool(missing),
             "allow_partial": bool(allow_partial),
+            "complete": not missing,
+            "comparable_to_panel_scope": not missing and declared in PANEL_SCOPES,
+            "unique_sources_usable": len(set(clusters)),
         },
         "refusals": {
             "source": ref_counts["source"],
@@ -327,14 +385,19 @@ def score_submission(
             "partial_pairs_kept": n_partial,
             "rule": "pairs with a FULL refusal on either side are excluded; PARTIAL pairs are kept",
         },
+        # the released scorer's refusal accounting, under its names
+        "data_quality": {"submitted_pairs": len(submitted), "source_full_refusals": n_full_src,
+                         "counterfactual_full_refusals": n_full_cf, "pair_full_refusals": n_excluded,
+                         "pair_partial_refusals": n_partial, "usable_pairs": len(usable)},
         "n_pairs_usable": len(usable),
         "endpoints": {"recommendation_change": rec_ep, "label_consistency": lab_ep},
         "gap_exact": gap_exact,
         "gap_graded": gap_graded,
         "mean_recommendation_jaccard": mean_rec_jac,
         "both_empty_labels": {"n": both_empty, "of": len(usable)},
-        "bootstrap": {"iterations": iterations, "seed_per_endpoint": {"recommendation_change": seed,
-                                                                      "label_consistency": seed},
+        "bootstrap": {"iterations": iterations,
+                      "seed_per_endpoint": {"recommendation_change": seed, "label_consistency": seed},
+                      "recommendation_bootstrap_seed": seed, "diagnostic_bootstrap_seed": seed,
                       "chunk": 1024, "rng": "numpy.random.default_rng, restarted per endpoint"},
         "table_row": table_row,
         "per_pair": per_pair,

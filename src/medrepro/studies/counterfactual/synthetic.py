@@ -25,8 +25,10 @@ SSIM), a diagonal shift of 7-10 % of the side (fails edge preservation) or blur 
 thresholds (global SSIM < 0.70 or edge preservation < 0.276).
 
 Submissions (:func:`generate_submissions`): one JSON per simulated report model, written in
-the parsers' vocabulary so the frozen parsers read back exactly the intended labels and
-recommendation categories (checked while generating). For each pair the recommendation
+the frozen registry's vocabulary (the released synonyms, singular where the registry lists only
+the singular) so the frozen parsers read back exactly the intended labels, recommendation
+categories and refusal classes (checked for every report while generating); the configured
+rates therefore come back through the scorer. For each pair the recommendation
 changes with probability ``rec_change_rate`` -- that configured rate is the TRUE expected
 change rate of every pair (and of the usable pairs, since refusals are drawn independently);
 with ``source_heterogeneity = kappa`` the per-source probability is drawn from
@@ -59,6 +61,10 @@ from medrepro.fsutil import atomic_path, write_json
 __all__ = [
     "EDITS",
     "BLEND_B",
+    "LABEL_PHRASES",
+    "LABEL_IMPLIES",
+    "REC_PHRASES",
+    "close_labels",
     "DEFAULT_MODELS",
     "make_source",
     "make_counterfactual",
@@ -167,6 +173,11 @@ def _quantise(img: np.ndarray) -> np.ndarray:
     return np.round(np.clip(img, 0.0, 1.0) * 255.0) / 255.0
 
 
+def _as_loaded(img: np.ndarray) -> np.ndarray:
+    """The image as the QC reads its saved PNG: 8-bit, then ``float32 / 255``."""
+    return np.round(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8).astype("float32") / 255.0
+
+
 def _degrade_until_fail(src_q: np.ndarray, img: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
     """Degrade, and strengthen (x1.5, x2, ...) until the saved image fails the default QC
     (global SSIM < 0.70 or edge preservation < 0.276); at most 6 attempts."""
@@ -174,7 +185,7 @@ def _degrade_until_fail(src_q: np.ndarray, img: np.ndarray, kind: str, rng: np.r
     out = img
     for attempt in range(6):
         out = degrade(img, kind, rng, strength=1.0 + 0.5 * attempt)
-        m = qc_arrays(src_q, _quantise(out)[None], windowed=False)
+        m = qc_arrays(_as_loaded(src_q), _as_loaded(out)[None], windowed=False)
         if m["ssim"][0] < thr.ssim_min or m["edge_preservation"][0] < thr.edge_min:
             break
     return out
@@ -245,40 +256,56 @@ def generate_bundle(root: str | Path, n_sources: int = 300, size: int = 128, deg
 # reports and submissions
 # --------------------------------------------------------------------------------------
 
-#: Phrases that parse to exactly their own label category (checked by the tests).
+#: Phrases that the frozen registry reads as exactly their own label category, except that a
+#: ``Posterior osteophyte`` phrase also reads as ``Osteophytes`` (every released synonym of
+#: the former contains one of the latter; :data:`LABEL_IMPLIES`). Checked by the tests.
 LABEL_PHRASES: dict[str, tuple[str, ...]] = {
-    "osteophytes": ("osteophytes", "marginal osteophytes", "bone spurs", "osteophytosis"),
-    "foraminal stenosis": ("foraminal stenosis", "neural foraminal narrowing"),
-    "disc space narrowing": ("disc space narrowing", "loss of disc height"),
-    "spondylolisthesis": ("spondylolisthesis", "grade 1 anterolisthesis"),
-    "surgical implant": ("pedicle screw fixation", "surgical hardware"),
-    "vertebral collapse": ("vertebral body collapse", "a wedge deformity"),
-    "other lesions": ("a lytic lesion", "a sclerotic lesion"),
-    "no finding": ("no acute osseous abnormality", "an unremarkable lumbar spine"),
-    "posterior osteophyte": ("posterior spurring", "posterior lipping"),
-    "endplate sclerosis": ("endplate sclerosis", "subchondral sclerosis"),
-    "Schmorl's node": ("Schmorl's nodes", "a Schmorl node"),
-    "disc calcification": ("disc calcification", "a calcified disc"),
-    "fracture": ("a fracture", "an L1 fx", "a compression fracture"),
+    "Osteophytes": ("osteophytes", "anterior osteophytes", "bone spurs", "a bony spur"),
+    "Foraminal stenosis": ("foraminal stenosis", "neural foraminal narrowing", "foraminal narrowing"),
+    "Disc space narrowing": ("disc space narrowing", "reduced disc height", "disc height loss"),
+    "Spondylolisthesis": ("spondylolisthesis", "grade 1 anterolisthesis", "retrolisthesis"),
+    "Surgical implant": ("pedicle screw fixation", "spinal instrumentation", "a fixation device"),
+    "Vertebral collapse": ("vertebral body collapse", "a collapsed vertebra"),
+    "Other lesions": ("a lytic lesion", "a sclerotic lesion"),
+    "No finding": ("an unremarkable lumbar spine", "no significant finding"),
+    "Posterior osteophyte": ("a posterior osteophyte", "a dorsal osteophyte"),
+    "Endplate sclerosis": ("endplate sclerosis", "endplate changes"),
+    "Schmorl's node": ("a Schmorl's node", "a Schmorl node", "intravertebral herniation"),
+    "Disc calcification": ("disc calcification", "a calcified disc"),
+    "Fracture": ("a fracture", "an L1 fx", "a broken pedicle"),
 }
-#: Phrases that parse to exactly their own recommendation category (checked by the tests).
+#: Label categories whose phrases always read as further categories too.
+LABEL_IMPLIES: dict[str, frozenset[str]] = {"Posterior osteophyte": frozenset({"Osteophytes"})}
+#: Phrases that the frozen registry reads as exactly their own recommendation category.
 REC_PHRASES: dict[str, tuple[str, ...]] = {
-    "surgery": ("surgical intervention", "surgical decompression"),
-    "physical therapy": ("physical therapy", "a physiotherapy program"),
-    "imaging": ("MRI of the lumbar spine", "a CT scan"),
-    "medication": ("NSAIDs", "analgesic medication"),
-    "monitoring": ("clinical monitoring", "surveillance"),
-    "referral": ("referral to a spine specialist", "orthopedic consultation"),
-    "no action": ("conservative management", "no further action"),
+    "surgery": ("surgical decompression", "a laminectomy"),
+    "physical_therapy": ("physical therapy", "a physiotherapy program", "rehabilitation"),
+    "imaging": ("an MRI of the lumbar spine", "a CT scan", "further imaging"),
+    "medication": ("an NSAID", "analgesic medication", "pain management"),
+    "monitoring": ("follow-up in six weeks", "watchful waiting", "observation"),
+    "referral": ("referral to a spine specialist", "an orthopedic consultation"),
+    "no_action": ("conservative management", "no further action", "reassurance"),
 }
+#: Reports the frozen refusal detector reads as FULL (a refusal, no clinical content, no hedging).
 FULL_REFUSAL_TEXTS = (
-    "I'm sorry, but I am unable to interpret medical images. Please consult a qualified radiologist.",
-    "I cannot help with reading this radiograph.",
+    "I'm unable to interpret medical images.",
+    "I cannot analyze this radiograph.",
+    "I am not qualified to read radiographs; please consult a radiologist.",
 )
+#: Openings the frozen refusal detector reads as PARTIAL (a refusal with hedged wording and no
+#: direct clinical content); the recommendation follows, no diagnostic label.
 PARTIAL_PREFIXES = (
-    "I cannot provide a definitive diagnosis from this image alone, but management may include",
-    "I am not able to give a formal report; the appearance is uncertain, and a reasonable plan could include",
+    "I am unable to interpret this image, but management might include",
+    "I'm not able to assess this study; a radiologist might recommend",
 )
+
+
+def close_labels(labels: set[str]) -> set[str]:
+    """``labels`` with the categories their phrases always imply (:data:`LABEL_IMPLIES`)."""
+    out = set(labels)
+    for cat in labels:
+        out |= LABEL_IMPLIES.get(cat, frozenset())
+    return out
 
 
 def _join(parts: list[str]) -> str:
@@ -288,7 +315,8 @@ def _join(parts: list[str]) -> str:
 
 
 def render_report(labels: set[str], recs: set[str], refusal: str, rng: np.random.Generator) -> str:
-    """Write a report that the frozen parsers read back as ``labels`` / ``recs``.
+    """Write a report that the frozen parsers read back as ``labels`` / ``recs`` (``labels``
+    closed under :func:`close_labels`).
 
     ``GENUINE``: findings and recommendation; ``PARTIAL``: a hedged refusal that keeps only the
     recommendation (so its labels parse as empty); ``FULL``: a bare refusal.
@@ -304,7 +332,7 @@ def render_report(labels: set[str], recs: set[str], refusal: str, rng: np.random
     rng.shuffle(lab_parts)
     findings = _join(lab_parts) if lab_parts else "alignment is maintained"
     rec = f" Recommendation: {_join(rec_parts)}." if rec_parts else ""
-    return f"Lumbar spine radiograph. Findings: {findings}.{rec}"
+    return f"Lumbar spine. Findings: {findings}.{rec}"
 
 
 def _draw_labels(rng: np.random.Generator) -> set[str]:
@@ -312,10 +340,10 @@ def _draw_labels(rng: np.random.Generator) -> set[str]:
     if u < 0.10:
         return set()
     if u < 0.25:
-        return {"no finding"}
-    pool = [c for c in LABEL_CATEGORIES if c != "no finding"]
+        return {"No finding"}
+    pool = [c for c in LABEL_CATEGORIES if c != "No finding"]
     k = int(rng.integers(1, 4))
-    return set(rng.choice(pool, size=k, replace=False).tolist())
+    return close_labels(set(rng.choice(pool, size=k, replace=False).tolist()))
 
 
 def _draw_recs(rng: np.random.Generator) -> set[str]:
@@ -326,7 +354,7 @@ def _draw_recs(rng: np.random.Generator) -> set[str]:
 def _flip_labels(labels: set[str], rng: np.random.Generator) -> set[str]:
     pool = [c for c in LABEL_CATEGORIES if c not in labels]
     if not labels:
-        return {pool[int(rng.integers(len(pool)))]}
+        return close_labels({pool[int(rng.integers(len(pool)))]})
     op = int(rng.integers(3))
     out = set(labels)
     if op == 0 and pool:  # add
@@ -336,7 +364,7 @@ def _flip_labels(labels: set[str], rng: np.random.Generator) -> set[str]:
     else:  # replace
         out.remove(sorted(out)[int(rng.integers(len(out)))])
         out.add(pool[int(rng.integers(len(pool)))])
-    return out
+    return close_labels(out)
 
 
 def _read_pair_ids(pairs: Any) -> pd.DataFrame:
@@ -383,7 +411,8 @@ def generate_submissions(out_dir: str | Path, pairs: Any, models: Mapping[str, M
         p_part = float(cfg.get("refusal_partial_rate", 0.0))
         rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
         src_content: dict[str, tuple[set[str], set[str], float]] = {}
-        results, n_usable, n_changed_usable = [], 0, 0
+        results, n_usable, n_changed_usable, n_partial_kept = [], 0, 0, 0
+        n_full = {"source": 0, "counterfactual": 0}
         for pid, sid in zip(df["pair_id"], df["source_id"]):
             if sid not in src_content:
                 p_s = rate
@@ -404,9 +433,12 @@ def generate_submissions(out_dir: str | Path, pairs: Any, models: Mapping[str, M
             c_txt = render_report(cf_labels, cf_recs, ref[1], rng)
             _self_check(s_txt, labels, recs, ref[0])
             _self_check(c_txt, cf_labels, cf_recs, ref[1])
+            n_full["source"] += ref[0] == "FULL"
+            n_full["counterfactual"] += ref[1] == "FULL"
             if "FULL" not in ref:
                 n_usable += 1
                 n_changed_usable += changed
+                n_partial_kept += "PARTIAL" in ref
             results.append({"pair_id": pid, "source_id": sid, "source_report": s_txt,
                             "counterfactual_report": c_txt, "metadata": {"generator": "medrepro.synthetic"}})
         sub = {"schema_version": "spinefairbench-submission-v1", "scope": scope,
@@ -415,7 +447,8 @@ def generate_submissions(out_dir: str | Path, pairs: Any, models: Mapping[str, M
         write_json(path, sub)
         paths.append(path)
         truth["models"][name] = {**{k: float(v) for k, v in cfg.items()}, "true_rec_change_rate": rate,
-                                 "n_usable_pairs": n_usable,
+                                 "n_usable_pairs": n_usable, "n_changed_usable": n_changed_usable,
+                                 "n_full_refusals": n_full, "n_partial_pairs_kept": n_partial_kept,
                                  "realised_change_fraction_usable": (n_changed_usable / n_usable) if n_usable else None,
                                  "file": path.name}
     write_json(out_dir / "truth.json", truth)
@@ -428,7 +461,7 @@ def _self_check(text: str, labels: set[str], recs: set[str], refusal: str) -> No
     if refusal == "GENUINE":
         ok = ok and parse_labels(text) == labels and parse_recommendations(text) == recs
     elif refusal == "PARTIAL":
-        ok = ok and parse_recommendations(text) == recs
+        ok = ok and parse_labels(text) == set() and parse_recommendations(text) == recs
     if not ok:  # pragma: no cover - a vocabulary bug, caught by the tests
         raise RuntimeError(f"synthetic report does not parse back: {text!r} ({refusal}, {labels}, {recs}, got {got})")
 

@@ -1,8 +1,9 @@
 """Counterfactual image QC: the preprocessing rule of the counterfactual benchmark.
 
 Reproduces the QC released with the benchmark (the released code, not the benchmark's
-unreleased production QC). For each (source, counterfactual) pair, both images as grayscale
-floats in [0, 1], the counterfactual resized to the source's size:
+unreleased production QC). For each (source, counterfactual) pair, both images read as the
+released QC reads them (8-bit ``L`` through Pillow, ``float32`` in [0, 1], the counterfactual
+resized to the source's size with Pillow's default filter; see :mod:`.images`):
 
 * global SSIM (one window over the whole image, population statistics) >= 0.70;
 * edge preservation (central-difference edges, 3x3 dilation; 1.0 for a source without
@@ -18,7 +19,8 @@ Modules: :mod:`.images` (loading, grayscale, resizing), :mod:`.kernels` (the met
 from __future__ import annotations
 
 from medrepro.studies.counterfactual.qc.gates import PUBLISHED_COUNTS, QCThresholds, qc_summary
-from medrepro.studies.counterfactual.qc.images import load_gray01, resize_to, to_gray01
+from medrepro.studies.counterfactual.qc.images import (SIXTEEN_BIT_MODES, load_gray01, load_resized_gray01,
+                                                       resize_to, to_gray01)
 from medrepro.studies.counterfactual.qc.kernels import (
     C1,
     C2,
@@ -47,7 +49,9 @@ __all__ = [
     "LpipsFn",
     "to_gray01",
     "load_gray01",
+    "load_resized_gray01",
     "resize_to",
+    "SIXTEEN_BIT_MODES",
     "global_ssim",
     "global_ssim_batch",
     "edge_map",

@@ -1,20 +1,25 @@
-"""Image metrics of the counterfactual QC, on [0, 1] float arrays (see :mod:`.images`).
+"""Image metrics of the counterfactual QC, computed exactly as the benchmark's released QC.
 
-* **Global SSIM** (:func:`global_ssim`): ONE window over the whole image -- image means,
-  population variances (divide by N), population covariance, C1 = 0.01**2, C2 = 0.03**2
-  (data range 1). This is *not* the usual windowed SSIM; the windowed SSIM (scikit-image
-  defaults: 7x7 uniform window, sample covariance, data_range=1) is computed by
-  :func:`windowed_ssim` and is reported only, never a gate.
-* **Edge preservation** (:func:`edge_map`, :func:`edge_preservation`): central differences
-  without the usual 1/2 factor, ``gx[:, 1:-1] = a[:, 2:] - a[:, :-2]`` and
+Inputs are images in [0, 1] as :mod:`.images` loads them (``float32``); any float array works.
+
+* **Global SSIM** (:func:`global_ssim`): ONE window over the whole image, computed in float64
+  -- image means, population variances (``ndarray.var``), population covariance,
+  C1 = (0.01 * 1)**2, C2 = (0.03 * 1)**2 (data range 1), in the released order of operations.
+  This is *not* the usual windowed SSIM; the windowed SSIM (scikit-image defaults: 7x7 uniform
+  window, sample covariance, data_range=1, in float64) is computed by :func:`windowed_ssim`
+  and is reported only, never a gate.
+* **Edge preservation** (:func:`edge_map`, :func:`edge_preservation`): in float32, central
+  differences without the usual 1/2 factor, ``gx[:, 1:-1] = a[:, 2:] - a[:, :-2]`` and
   ``gy[1:-1, :] = a[2:, :] - a[:-2, :]``, zero on the borders; magnitude
-  ``sqrt(gx**2 + gy**2)``; edges are pixels with magnitude strictly greater than
-  ``max(mean + std, 1e-6)`` of that image's magnitude (population std, border zeros
-  included in mean and std); score = ``|E_src AND dilate3x3(E_cf)| / |E_src|`` with a 3x3
-  square dilation (outside the image counts as no edge), and 1.0 when the source has no edge
-  pixel at all (quirk kept from the released benchmark QC: a blank source passes).
+  ``sqrt(gx*gx + gy*gy)``; edges are pixels with magnitude strictly greater than
+  ``max(mean + std, 1e-6)`` of that image's magnitude (float32 ``mean`` and population
+  ``std``, border zeros included); score = ``|E_src AND dilate3x3(E_cf)| / |E_src|`` with a
+  3x3 square dilation (outside the image counts as no edge), and 1.0 when the source has no
+  edge pixel at all (quirk kept from the released QC: a blank source passes).
 
-The thresholds these metrics are gated on live in :mod:`.gates`.
+Each image's statistics are reduced on that image alone (one 2-D array at a time), as the
+released QC does, so the results are bit-identical to it. The thresholds these metrics are
+gated on live in :mod:`.gates`.
 """
 
 from __future__ import annotations
@@ -38,65 +43,60 @@ __all__ = [
     "qc_arrays",
 ]
 
-C1 = 0.01**2
-C2 = 0.03**2
+C1 = (0.01 * 1.0) ** 2
+C2 = (0.03 * 1.0) ** 2
 
 
 def _check_pair(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
+    a = np.asarray(a)
+    b = np.asarray(b)
     if a.shape != b.shape or a.ndim != 2:
         raise InputError(None, "image", f"shapes {a.shape} and {b.shape} differ or are not 2-D",
                          "two 2-D images of the same size (resize the counterfactual first)")
     return a, b
 
 
+def _ssim(a: np.ndarray, mu_a: float, var_a: float, b: np.ndarray, c1: float, c2: float) -> float:
+    mu_b = b.mean()
+    numerator = (2 * mu_a * mu_b + c1) * (2 * ((a - mu_a) * (b - mu_b)).mean() + c2)
+    denominator = (mu_a**2 + mu_b**2 + c1) * (var_a + b.var() + c2)
+    return float(numerator / denominator)
+
+
 def global_ssim(a: np.ndarray, b: np.ndarray, c1: float = C1, c2: float = C2) -> float:
     """SSIM with one window covering the whole image (population statistics, data range 1)."""
     a, b = _check_pair(a, b)
-    return float(global_ssim_batch(a, b[None])[0])
+    a = a.astype("float64")
+    return _ssim(a, a.mean(), a.var(), b.astype("float64"), c1, c2)
 
 
 def global_ssim_batch(src: np.ndarray, cfs: np.ndarray, c1: float = C1, c2: float = C2) -> np.ndarray:
-    """Global SSIM of one source ``(H, W)`` against a stack of counterfactuals ``(n, H, W)``."""
-    src = np.asarray(src, dtype=np.float64)
-    cfs = np.asarray(cfs, dtype=np.float64)
-    mu_s = src.mean()
-    ds = src - mu_s
-    var_s = np.mean(ds * ds)
-    mu_c = cfs.mean(axis=(1, 2))
-    dc = cfs - mu_c[:, None, None]
-    var_c = np.mean(dc * dc, axis=(1, 2))
-    cov = np.mean(dc * ds[None], axis=(1, 2))
-    num = (2.0 * mu_s * mu_c + c1) * (2.0 * cov + c2)
-    den = (mu_s**2 + mu_c**2 + c1) * (var_s + var_c + c2)
-    return num / den
+    """Global SSIM of one source ``(H, W)`` against a stack of counterfactuals ``(n, H, W)``
+    (the source's mean and variance computed once)."""
+    a = np.asarray(src).astype("float64")
+    mu_a, var_a = a.mean(), a.var()
+    return np.array([_ssim(a, mu_a, var_a, np.asarray(b).astype("float64"), c1, c2) for b in cfs], dtype=np.float64)
+
+
+def _edge_map_2d(image: np.ndarray) -> np.ndarray:
+    arr = image.astype("float32")
+    gx = np.zeros_like(arr)
+    gy = np.zeros_like(arr)
+    gx[:, 1:-1] = arr[:, 2:] - arr[:, :-2]
+    gy[1:-1, :] = arr[2:, :] - arr[:-2, :]
+    mag = np.sqrt(gx * gx + gy * gy)
+    threshold = max(float(mag.mean() + mag.std()), 1e-6)
+    return mag > threshold
 
 
 def edge_map(a: np.ndarray) -> np.ndarray:
-    """Boolean edge map of an image (or of a stack ``(..., H, W)``), per the frozen rule.
-
-    ``gx[..., :, 1:-1] = a[..., :, 2:] - a[..., :, :-2]`` and
-    ``gy[..., 1:-1, :] = a[..., 2:, :] - a[..., :-2, :]`` (no 1/2 factor, borders 0);
-    edges: ``hypot(gx, gy) > max(mean + std, 1e-6)`` per image.
-    """
-    a = np.asarray(a, dtype=np.float64)
-    gx = np.empty_like(a)
-    gy = np.empty_like(a)
-    gx[..., :, [0, -1]] = 0.0
-    gy[..., [0, -1], :] = 0.0
-    np.subtract(a[..., :, 2:], a[..., :, :-2], out=gx[..., :, 1:-1])
-    np.subtract(a[..., 2:, :], a[..., :-2, :], out=gy[..., 1:-1, :])
-    gx *= gx
-    gy *= gy
-    gx += gy
-    mag = np.sqrt(gx, out=gx)  # in place: sqrt(gx**2 + gy**2)
-    mean = mag.mean(axis=(-2, -1), keepdims=True)
-    np.subtract(mag, mean, out=gy)
-    gy *= gy
-    std = np.sqrt(gy.mean(axis=(-2, -1), keepdims=True))  # population std, two-pass like np.std
-    thr = np.maximum(mean + std, 1e-6)
-    return mag > thr
+    """Boolean edge map of an image (or of each image of a stack ``(..., H, W)``), per the
+    frozen rule (module docstring)."""
+    a = np.asarray(a)
+    if a.ndim == 2:
+        return _edge_map_2d(a)
+    flat = a.reshape(-1, *a.shape[-2:])
+    return np.stack([_edge_map_2d(x) for x in flat]).reshape(a.shape)
 
 
 def dilate3x3(e: np.ndarray) -> np.ndarray:
@@ -121,11 +121,10 @@ def edge_preservation_batch(src: np.ndarray, cfs: np.ndarray, src_edges: np.ndar
     """Edge preservation of one source against a stack of counterfactuals ``(n, H, W)``."""
     es = edge_map(src) if src_edges is None else src_edges
     dc = dilate3x3(edge_map(cfs))
-    n_src = int(es.sum())
+    n_src = float(es.sum())
     if n_src == 0:
         return np.ones(len(cfs))
-    hit = np.count_nonzero(dc & es[None], axis=(1, 2))
-    return hit / n_src
+    return np.array([float((es & d).sum()) / n_src for d in dc], dtype=np.float64)
 
 
 def windowed_ssim(a: np.ndarray, b: np.ndarray) -> float:
@@ -134,7 +133,7 @@ def windowed_ssim(a: np.ndarray, b: np.ndarray) -> float:
     from skimage.metrics import structural_similarity
 
     a, b = _check_pair(a, b)
-    return float(structural_similarity(a, b, data_range=1.0))
+    return float(structural_similarity(a.astype(np.float64), b.astype(np.float64), data_range=1.0))
 
 
 def windowed_ssim_batch(src: np.ndarray, cfs: np.ndarray, win_size: int = 7,
@@ -188,8 +187,8 @@ def windowed_ssim_batch(src: np.ndarray, cfs: np.ndarray, win_size: int = 7,
 def qc_arrays(src: np.ndarray, cfs: np.ndarray, windowed: bool = True) -> dict[str, np.ndarray]:
     """All image metrics of one source ``(H, W)`` against counterfactuals ``(n, H, W)``
     (already resized to the source's size): ``ssim``, ``ssim_windowed``, ``edge_preservation``."""
-    src = np.asarray(src, dtype=np.float64)
-    cfs = np.asarray(cfs, dtype=np.float64)
+    src = np.asarray(src)
+    cfs = np.asarray(cfs)
     if cfs.ndim == 2:
         cfs = cfs[None]
     if cfs.shape[1:] != src.shape:

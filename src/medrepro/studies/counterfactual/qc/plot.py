@@ -10,14 +10,15 @@ import pandas as pd
 
 from medrepro.fsutil import atomic_path
 from medrepro.studies.counterfactual.qc.gates import QCThresholds, as_bool
-from medrepro.studies.counterfactual.qc.images import load_gray01, resize_to
+from medrepro.studies.counterfactual.qc.images import load_gray01, load_resized_gray01
 from medrepro.studies.counterfactual.qc.table import resolve_path
 
 __all__ = ["plot_qc"]
 
 
 def plot_qc(table: pd.DataFrame | str | Path, bundle_root: str | Path, out_png: str | Path,
-            thresholds: QCThresholds | Mapping[str, float] | None = None, n_examples: int = 4) -> Path:
+            thresholds: QCThresholds | Mapping[str, float] | None = None, n_examples: int = 4,
+            sixteen_bit: str = "saturate") -> Path:
     """Write a QC figure: SSIM and edge-preservation histograms with the threshold lines, and a
     grid of ``n_examples`` passing and failing pairs (source | counterfactual side by side).
     Examples are evenly spaced through the pairs sorted by ``pair_id`` (deterministic)."""
@@ -64,8 +65,8 @@ def plot_qc(table: pd.DataFrame | str | Path, bundle_root: str | Path, out_png: 
             continue
         for j, (_, r) in enumerate(ex.iterrows()):
             ax = fig.add_subplot(gs[row, j])
-            s = load_gray01(resolve_path(root, r["source_path"]))
-            c = resize_to(load_gray01(resolve_path(root, r["cf_path"])), s.shape)
+            s = load_gray01(resolve_path(root, r["source_path"]), sixteen_bit)
+            c = load_resized_gray01(resolve_path(root, r["cf_path"]), s.shape, sixteen_bit)
             ax.imshow(np.concatenate([s, c], axis=1), cmap="gray", vmin=0, vmax=1)
             ax.set_title(f"{label} {r['pair_id']}\nSSIM {float(r['ssim']):.2f} edge {float(r['edge_preservation']):.2f}",
                          fontsize=7)

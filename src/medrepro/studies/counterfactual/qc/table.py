@@ -13,7 +13,7 @@ import pandas as pd
 
 from medrepro.errors import InputError
 from medrepro.studies.counterfactual.qc.gates import QCThresholds, apply_gates
-from medrepro.studies.counterfactual.qc.images import load_gray01, resize_to
+from medrepro.studies.counterfactual.qc.images import SIXTEEN_BIT_MODES, load_gray01, load_resized_gray01
 from medrepro.studies.counterfactual.qc.kernels import qc_arrays
 from medrepro.studies.counterfactual.qc.lpips import LPIPS_POLICIES, LpipsFn, make_lpips_fn
 
@@ -65,6 +65,7 @@ def qc_pairs(
     workers: int | None = None,
     lpips_fn: LpipsFn | None = None,
     windowed: bool = True,
+    sixteen_bit: str = "saturate",
 ) -> pd.DataFrame:
     """QC every (source, counterfactual) pair; one row per pair (columns :data:`QC_COLUMNS`).
 
@@ -72,12 +73,15 @@ def qc_pairs(
     edit, source_path, cf_path`` (paths relative to ``bundle_root`` unless absolute).
     ``policy``: ``required | optional | off`` (see :mod:`.lpips`). ``lpips_fn``
     overrides the LPIPS scorer (tests); by default :func:`make_lpips_fn` is tried unless the
-    policy is ``off``. Pairs are grouped by source so each source image is read and its
+    policy is ``off``. Images are read as the released QC reads them (:mod:`.images`;
+    ``sixteen_bit`` chooses how 16-bit images are read). Pairs are grouped by source so each source image is read and its
     statistics computed once; groups run on ``workers`` threads (NumPy/SciPy release the
     GIL), default ``min(4, cpu count)``. The row order follows ``pairs``.
     """
     if policy not in LPIPS_POLICIES:
         raise InputError(None, "lpips", f"unknown policy {policy!r}", " | ".join(LPIPS_POLICIES))
+    if sixteen_bit not in SIXTEEN_BIT_MODES:
+        raise InputError(None, "sixteen_bit", f"{sixteen_bit!r}", " | ".join(SIXTEEN_BIT_MODES))
     thr = QCThresholds.from_any(thresholds)
     root = Path(bundle_root)
     df, where = _read_pairs(pairs)
@@ -89,19 +93,21 @@ def qc_pairs(
     else:
         fn, lp_status = make_lpips_fn()
 
-    def load(row_idx: int, field: str) -> np.ndarray:
+    def load(row_idx: int, field: str, shape: tuple[int, int] | None = None) -> np.ndarray:
         p = resolve_path(root, df.at[row_idx, field])
         if not p.is_file():
             raise InputError(where, f"row {row_idx} (pair_id={df.at[row_idx, 'pair_id']!r}).{field}",
                              f"image not found: {p}", "an existing image file in the bundle")
-        return load_gray01(p)
+        if shape is None:
+            return load_gray01(p, sixteen_bit)
+        return load_resized_gray01(p, shape, sixteen_bit)
 
     groups = list(df.groupby("source_path", sort=False).indices.values())
 
     def run_group(idx: np.ndarray) -> list[tuple[int, dict[str, Any]]]:
         idx = list(idx)
         src = load(idx[0], "source_path")
-        cfs = np.stack([resize_to(load(i, "cf_path"), src.shape) for i in idx])
+        cfs = np.stack([load(i, "cf_path", src.shape) for i in idx])
         m = qc_arrays(src, cfs, windowed=windowed)
         lp = np.full(len(idx), np.nan)
         status = lp_status
