@@ -37,23 +37,51 @@ def imported_code_hash() -> dict[str, Any]:
     return {"modules": names, "sha256": files_hash(names)}
 
 
+# Snakemake adds this marker to every directory() output after the job that wrote it.
+_DIR_MARKERS = {".snakemake_timestamp"}
+
+
+def _dir_files(path: Path) -> list[Path]:
+    return sorted(p for p in path.rglob("*") if p.is_file() and p.name not in _DIR_MARKERS)
+
+
 def path_sha256(path: str | Path, cached: bool = True) -> str:
     """sha256 of a file's bytes, or of a directory as the sorted (relative path, file sha256)
-    list. ``cached``: reuse the hash of a file that has not changed since it was last hashed
-    (:mod:`medrepro.hashcache`); the bytes are always the file's own."""
+    list (Snakemake's own timestamp marker left out). ``cached``: reuse the hash of a file that
+    has not changed since it was last hashed (:mod:`medrepro.hashcache`); the bytes are always
+    the file's own."""
     path = Path(path)
     file_hash = file_sha256 if cached else sha256_file
     if path.is_dir():
         h = hashlib.sha256()
-        for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        for f in _dir_files(path):
             h.update(f"{f.relative_to(path)}\0{file_hash(f)}\n".encode())
         return h.hexdigest()
     return file_hash(path)
 
 
+def dir_file_hashes(path: Path, cached: bool = True) -> dict[str, str]:
+    """relative path -> sha256 of every file in a directory (the parts of its hash)."""
+    file_hash = file_sha256 if cached else sha256_file
+    return {f.relative_to(path).as_posix(): file_hash(f) for f in _dir_files(Path(path))}
+
+
+def describe_dir_change(path: Path, recorded: dict[str, str] | None) -> str:
+    """Which files of a directory differ from the per-file hashes recorded for it."""
+    if not recorded:
+        return ""
+    now = dir_file_hashes(path)
+    changed = [f"{k} (recorded {recorded[k]}, now {now[k]})" for k in sorted(recorded) if k in now and now[k] != recorded[k]]
+    added = sorted(set(now) - set(recorded))
+    removed = sorted(set(recorded) - set(now))
+    parts = ([f"changed: {'; '.join(changed)}"] if changed else []) + \
+            ([f"added: {', '.join(added)}"] if added else []) + ([f"removed: {', '.join(removed)}"] if removed else [])
+    return "; ".join(parts)
+
+
 def path_size(path: Path) -> int:
     if path.is_dir():
-        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        return sum(f.stat().st_size for f in _dir_files(path))
     return path.stat().st_size
 
 
@@ -212,8 +240,9 @@ class Recorder:
             if found:
                 prov, out = found
                 if out["sha256"] != sha:
-                    raise MismatchError(p, "sha256", f"the bytes hash to {sha[:16]}..., its producer's record {prov} "
-                                        f"says {out['sha256'][:16]}...",
+                    detail = describe_dir_change(p, out.get("files")) if p.is_dir() else ""
+                    raise MismatchError(p, "sha256", f"the bytes hash to {sha}, its producer's record {prov} says "
+                                        f"{out['sha256']}" + (f"; {detail}" if detail else ""),
                                         "the bytes the producing job wrote (restore the file or rerun that job)")
                 lineage = out["lineage_id"]
             inputs.append({"path": str(p), "size": path_size(p), "sha256": sha, "lineage_id": lineage})
@@ -226,8 +255,13 @@ class Recorder:
         rule_code = files_hash(self.code_modules or ["medrepro"], self.code_templates)
         inputs = self._inputs if self._inputs is not None else self.check_inputs()
         lid = lineage_id(self.rule, self.params, rule_code, [i["lineage_id"] for i in inputs], self.wildcards)
-        outputs = [{"path": str(p), "size": path_size(p), "sha256": path_sha256(p), "lineage_id": lid}
-                   for p in self.outputs if p.exists()]
+        outputs = []
+        for p in self.outputs:
+            if p.exists():
+                out = {"path": str(p), "size": path_size(p), "sha256": path_sha256(p), "lineage_id": lid}
+                if p.is_dir():  # per-file hashes, so a later change can be named file by file
+                    out["files"] = dir_file_hashes(p)
+                outputs.append(out)
         record = {
             "schema": SCHEMA,
             "rule": self.rule,

@@ -115,3 +115,27 @@ def test_the_cache_never_serves_a_changed_file(tmp_path, monkeypatch):
     assert hc.file_sha256(f) != first
     monkeypatch.setenv(hc.ENV, "")
     assert hc.file_sha256(f) == hc.sha256_file(f)
+
+
+def test_snakemakes_directory_marker_is_not_part_of_a_folder_hash(tmp_path):
+    from medrepro.provenance import path_sha256
+
+    (tmp_path / "a.txt").write_text("a")
+    before = path_sha256(tmp_path, cached=False)
+    (tmp_path / ".snakemake_timestamp").write_text("")
+    assert path_sha256(tmp_path, cached=False) == before
+    (tmp_path / "b.txt").write_text("b")
+    assert path_sha256(tmp_path, cached=False) != before
+
+
+def test_a_changed_file_inside_a_produced_folder_is_named(tmp_path):
+    folder = tmp_path / "maps"
+    folder.mkdir()
+    (folder / "a.npy").write_bytes(b"a")
+    (folder / "b.npy").write_bytes(b"b")
+    rec = Recorder("make", {}, {}, [], [folder]).finish(tmp_path / "make.provenance.json")
+    assert set(rec["outputs"][0]["files"]) == {"a.npy", "b.npy"}
+    (folder / "b.npy").write_bytes(b"B")
+    (folder / "c.npy").write_bytes(b"c")
+    with pytest.raises(MismatchError, match=r"changed: b\.npy \(recorded [0-9a-f]{64}, now [0-9a-f]{64}\); added: c\.npy"):
+        Recorder("use", {}, {}, [folder], []).check_inputs()

@@ -1,0 +1,91 @@
+"""Equal work gives equal bytes, and a changed file cannot pass unnoticed: the tiny workflow is
+run a second time in another folder and every recorded output compared; then files of that
+second run are tampered with."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from workflow_utils import make_workdir, snakemake
+
+pytestmark = pytest.mark.workflow
+MEDREPRO = str(Path(sys.executable).parent / "medrepro")
+
+
+def _outputs(workdir: Path) -> dict[str, str]:
+    out = {}
+    for prov in (workdir / "results").rglob("*.provenance.json"):
+        for o in json.loads(prov.read_text())["outputs"]:
+            out[o["path"]] = o["sha256"]
+    return out
+
+
+@pytest.fixture(scope="module")
+def second(tmp_path_factory, tiny_local_results):
+    wd = make_workdir(tmp_path_factory.mktemp("tiny-again"))
+    snakemake(wd, "-c", "2", timeout=1200)
+    return wd
+
+
+def _verify(wd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([MEDREPRO, "verify", "results"], cwd=wd, capture_output=True, text=True, timeout=300)
+
+
+def test_a_rerun_gives_byte_identical_outputs(second, tiny_local_results):
+    a, b = _outputs(tiny_local_results.workdir), _outputs(second)
+    assert set(a) == set(b) and len(a) > 30
+    # the leaderboard states the compute time the jobs took, which differs from run to run
+    differ = sorted(p for p in a if a[p] != b[p] and not p.endswith("leaderboard.md"))
+    assert not differ, f"outputs whose bytes differ between two identical runs: {differ}"
+    strip = lambda p: re.sub(r"Compute behind these rows:.*", "", (p / "results/leaderboard.md").read_text())
+    assert strip(tiny_local_results.workdir) == strip(second)
+    assert any(p.endswith("checkpoint.pt") for p in a)
+
+
+def test_the_run_verifies(second):
+    proc = _verify(second)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "OK: every file matches its record" in proc.stdout
+
+
+def test_a_hand_edited_metrics_file_stops_the_leaderboard(second):
+    path = second / "results/scoliosis/runs/drf_112/seed0/metrics.json"
+    original = path.read_text()
+    m = json.loads(original)
+    m["metrics"]["macro_f1"]["estimate"] = 0.99
+    path.write_text(json.dumps(m))
+    try:
+        proc = snakemake(second, "-c", "1", "--forcerun", "study_summary", check=False, timeout=600)
+        assert proc.returncode != 0
+        log = (second / "results/logs/scoliosis/summary.log").read_text()
+        assert "drf_112/seed0/metrics.json: sha256:" in log
+        ver = _verify(second)
+        assert ver.returncode == 1 and "DIFFERS results/scoliosis/runs/drf_112/seed0/metrics.json" in ver.stdout
+    finally:
+        path.write_text(original)
+
+
+def test_a_zeroed_skeleton_map_fails_the_retrain_and_verify(second):
+    maps = second / "results/scoliosis/prep/skeleton_maps/body_only"
+    target = sorted(maps.glob("*.npy"))[0]
+    original = target.read_bytes()
+    arr = np.load(target)
+    np.save(target, np.zeros_like(arr))
+    try:
+        proc = snakemake(second, "-c", "1", "--forcerun", "scoliosis_train", "--until", "scoliosis_train",
+                         check=False, timeout=600)
+        assert proc.returncode != 0
+        log = "".join(p.read_text() for p in (second / "results/logs/scoliosis").glob("train_*.log"))
+        assert "prep/skeleton_maps/body_only: sha256:" in log and "producer's record" in log
+        ver = _verify(second)
+        assert ver.returncode == 1
+        assert "DIFFERS results/scoliosis/prep/skeleton_maps/body_only" in ver.stdout
+        # Snakemake removed the failed job's outputs; the other runs on these maps are listed
+        assert re.search(r"leaderboard row: scoliosis / (ske_112|ske_118|drf_112|ske_112_ft) / seed 0", ver.stdout)
+    finally:
+        target.write_bytes(original)
