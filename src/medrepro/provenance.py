@@ -173,6 +173,50 @@ def device_info(used: str = "cpu") -> dict[str, Any]:
     return info
 
 
+# CPU features that change which floating-point kernels BLAS, oneDNN and numpy dispatch to.
+_KERNEL_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16", "amx_tile",
+                 "asimd", "sve")
+
+
+def numerics_info() -> dict[str, Any]:
+    """What decides whether two machines can give bitwise-equal numbers: the CPU's vector
+    features, the BLAS libraries numpy loaded (threadpoolctl), and torch's threading,
+    deterministic-algorithm, oneDNN and cuDNN settings (when the job imported torch)."""
+    flags: list[str] = []
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags = line.split(":", 1)[1].split()
+                break
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "cpu_flags": sorted(f for f in set(flags) if f in _KERNEL_FLAGS),
+        "cpu_flags_sha256": hashlib.sha256(" ".join(sorted(set(flags))).encode()).hexdigest() if flags else None,
+        "env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                               "OPENBLAS_CORETYPE", "CUBLAS_WORKSPACE_CONFIG") if k in os.environ},
+    }
+    if "numpy" in sys.modules:
+        try:
+            from threadpoolctl import threadpool_info
+
+            info["blas"] = [{k: lib.get(k) for k in ("internal_api", "version", "threading_layer", "architecture",
+                                                       "num_threads")} for lib in threadpool_info()]
+        except Exception as e:  # never fail a job over what it records about the machine
+            info["blas"] = f"unavailable: {type(e).__name__}"
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        info["torch"] = {
+            "version": torch.__version__, "num_threads": torch.get_num_threads(),
+            "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            "mkldnn": torch.backends.mkldnn.is_available(),
+            "cudnn": {"available": torch.backends.cudnn.is_available(),
+                      "version": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+                      "deterministic": torch.backends.cudnn.deterministic, "benchmark": torch.backends.cudnn.benchmark},
+        }
+    return info
+
+
 def slurm_info() -> dict[str, Any] | None:
     """SLURM job id, partition, node, cluster and GPUs of the running job (None outside SLURM).
 
@@ -281,6 +325,7 @@ class Recorder:
             "host": socket.gethostname(),
             "platform": platform.platform(),
             "device": self.device,
+            "numerics": numerics_info(),
             "slurm": slurm_info(),
             "seeds": self.seeds,
             "start": self.started,

@@ -139,3 +139,14 @@ def test_a_changed_file_inside_a_produced_folder_is_named(tmp_path):
     (folder / "c.npy").write_bytes(b"c")
     with pytest.raises(MismatchError, match=r"changed: b\.npy \(recorded [0-9a-f]{64}, now [0-9a-f]{64}\); added: c\.npy"):
         Recorder("use", {}, {}, [folder], []).check_inputs()
+
+
+def test_records_say_what_decides_bitwise_reproducibility(tmp_path):
+    import torch  # noqa: F401  (a training job has imported it)
+
+    out = tmp_path / "o.txt"
+    out.write_text("o")
+    rec = Recorder("r", {}, {}, [], [out]).finish(tmp_path / "r.provenance.json")
+    num = rec["numerics"]
+    assert isinstance(num["cpu_flags"], list) and "blas" in num
+    assert set(num["torch"]) >= {"num_threads", "deterministic_algorithms", "mkldnn", "cudnn"}
