@@ -36,8 +36,9 @@ from medrepro.studies.counterfactual.qc import (PAIR_COLUMNS, QC_COLUMNS, QCThre
                                                 qc_summary, resolve_path)
 from medrepro.studies.counterfactual.score import load_submission, scope_pairs, score_submission, write_score
 from medrepro.studies.counterfactual.synthetic import generate_bundle, generate_submissions
-from medrepro.errors import InputError
+from medrepro.errors import InputError, MismatchError
 from medrepro.fsutil import atomic_path, sha256_file, write_json
+from medrepro.hashcache import file_sha256
 
 __all__ = [
     "CHECKS_SCHEMA",
@@ -177,6 +178,35 @@ def require_verified(checks_json: str | Path, bundle_root: str | Path | None = N
     return rep
 
 
+def recheck_bundle(report: Mapping[str, Any], pairs_csv: str | Path, bundle_root: str | Path,
+                   pairs: pd.DataFrame) -> int:
+    """Check, in the job that reads them, that the pairs table and every image it names still
+    have the bytes that were verified: the table against the verification report, each image
+    against its manifest (each manifest's own sha256 against the report too). A file changed
+    since verification is a :class:`~medrepro.errors.MismatchError` naming it. Returns the number
+    of images checked."""
+    pairs_csv = Path(pairs_csv)
+    want = report["pairs_csv"]["sha256"]
+    if sha256_file(pairs_csv) != want:
+        raise MismatchError(pairs_csv, "sha256", f"the bytes hash to {sha256_file(pairs_csv)}, the verification "
+                            f"report recorded {want}", "the pairs table counterfactual_verify_checksums verified")
+    expected: dict[Path, str] = {}
+    for m in report["manifests"]:
+        manifest = Path(m["manifest"])
+        if sha256_file(manifest) != m["sha256"]:
+            raise MismatchError(manifest, "sha256", "the manifest changed after it was verified",
+                                f"the manifest with sha256 {m['sha256']}")
+        expected.update({(manifest.parent / rel).resolve(): sha for sha, rel in parse_manifest(manifest)})
+    images = sorted(set(pairs["source_path"]) | set(pairs["cf_path"]))
+    for rel in images:
+        path = resolve_path(Path(bundle_root), rel)
+        sha = file_sha256(path)
+        if expected.get(path.resolve()) != sha:
+            raise MismatchError(path, "sha256", f"the bytes hash to {sha}, its manifest recorded "
+                                f"{expected.get(path.resolve())}", "the image counterfactual_verify_checksums verified")
+    return len(images)
+
+
 # --------------------------------------------------------------------------------------
 # counterfactual_qc
 # --------------------------------------------------------------------------------------
@@ -205,9 +235,11 @@ def run_qc(bundle_root: str | Path, pairs_csv: str | Path, checks_json: str | Pa
     published counts beside the observed ones (real data). ``truth_csv``: the synthetic bundle's
     planted degradations, compared with the QC outcome. ``sixteen_bit``: how 16-bit images are
     read (``saturate``, the released reading, or ``rescale``)."""
-    require_verified(checks_json, bundle_root)
+    report = require_verified(checks_json, bundle_root)
     thr = QCThresholds.from_any(thresholds)
     pairs = pd.read_csv(pairs_csv, dtype=str, keep_default_na=False)
+    n_checked = recheck_bundle(report, pairs_csv, bundle_root, pairs)
+    log.info("re-checked the pairs table and %d images against the verified manifests", n_checked)
     table = qc_pairs(bundle_root, pairs, policy=lpips, thresholds=thr, workers=workers, sixteen_bit=sixteen_bit)
     extra = [c for c in pairs.columns if c not in QC_COLUMNS and c not in ("mask_path",)]
     for c in extra:
