@@ -8,6 +8,8 @@ results folder that does not verify); 2 bad input or usage (an
 internal error. Errors are reported as one line on stderr; ``--debug`` adds the traceback.
 
 * ``medrepro verify [RESULTS]``: re-hash a results folder against its provenance records.
+* ``medrepro reproduce TARGET [--results R] [--scratch DIR] [--allow-dirty]``: run the chain
+  behind a result again and compare the bytes (numbers, on another kind of machine).
 """
 
 from __future__ import annotations
@@ -38,6 +40,24 @@ def _run_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if report.clean else EXIT_MISMATCH
 
 
+def _register_reproduce(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("reproduce", help="run the chain of jobs behind a result again and compare the bytes")
+    p.add_argument("target", help="a file of the results folder (e.g. a metrics.json) or a lineage id")
+    p.add_argument("--results", default="results", help="results folder (default: results)")
+    p.add_argument("--scratch", default=None, help="folder to run in (kept); default: a temporary folder")
+    p.add_argument("--allow-dirty", action="store_true",
+                   help="records made from a tree with uncommitted changes: run the current tree instead")
+    p.set_defaults(_run=_run_reproduce)
+
+
+def _run_reproduce(args: argparse.Namespace) -> int:
+    from medrepro.reproduce import format_result, reproduce
+
+    result = reproduce(args.target, args.results, scratch=args.scratch, allow_dirty=args.allow_dirty)
+    print(format_result(result))
+    return EXIT_OK if result.ok else EXIT_MISMATCH
+
+
 def build_parser() -> argparse.ArgumentParser:
     from medrepro.workflow import discover
 
@@ -46,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     parser.add_argument("--debug", action="store_true", help="print the traceback of an error")
     _register_verify(sub)
+    _register_reproduce(sub)
     for study in discover().values():
         if study.cli is not None:
             study.cli(sub)

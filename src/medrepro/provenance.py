@@ -201,7 +201,9 @@ def numerics_info() -> dict[str, Any]:
             from threadpoolctl import threadpool_info
 
             info["blas"] = [{k: lib.get(k) for k in ("internal_api", "version", "threading_layer", "architecture",
-                                                       "num_threads")} for lib in threadpool_info()]
+                                                       "num_threads")}
+                            for lib in sorted(threadpool_info(), key=lambda x: (x.get("internal_api") or "",
+                                                                               x.get("filepath") or ""))]
         except Exception as e:  # never fail a job over what it records about the machine
             info["blas"] = f"unavailable: {type(e).__name__}"
     torch = sys.modules.get("torch")

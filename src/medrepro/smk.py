@@ -43,6 +43,12 @@ def job(snakemake, seeds: dict | None = None) -> Iterator[Recorder]:
     inputs = _flat(snakemake.input)
     recorder = Recorder(snakemake.rule, dict(snakemake.wildcards.items()), params, inputs, outputs,
                         code_modules=code.get("modules"), code_templates=code.get("templates"), seeds=seeds)
+    # the job's named inputs and outputs, log and threads: what `medrepro reproduce` needs to run it again
+    recorder.extra["job"] = {
+        "input": {k: _plain(v) for k, v in snakemake.input.items()},
+        "output": {k: _plain(v) for k, v in snakemake.output.items()},
+        "log": [str(p) for p in snakemake.log], "threads": int(getattr(snakemake, "threads", 1) or 1),
+    }
     logging.info("rule %s wildcards %s", snakemake.rule, dict(snakemake.wildcards.items()))
     try:
         recorder.check_inputs()  # before any work: refuse inputs whose bytes differ from their record

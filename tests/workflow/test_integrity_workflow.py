@@ -53,6 +53,32 @@ def test_the_run_verifies(second):
     assert "OK: every file matches its record" in proc.stdout
 
 
+def test_reproduce_reruns_the_chain_behind_a_number_and_gets_the_same_bytes(second, tmp_path):
+    target = "results/scoliosis/runs/drf_112/seed0/metrics.json"
+    prov = json.loads((second / "results/scoliosis/runs/drf_112/seed0/scoliosis_evaluate.provenance.json").read_text())
+    # under CI the tree is committed and the recorded commit is archived; a developer's
+    # uncommitted tree is run as it is
+    flags = ["--allow-dirty"] if prov["code"]["dirty"] else []
+    proc = subprocess.run([MEDREPRO, "reproduce", target, "--scratch", str(tmp_path / "scratch"), *flags],
+                          cwd=second, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "comparison: bytes" in out and "OK: every output of the chain reproduced" in out
+    for rule_output in ("data/manifest.json", "prep/pav/112/pav.npz", "drf_112/seed0/checkpoint.pt", target):
+        assert re.search(rf"bytes equal\s+\S*{re.escape(rule_output)}", out), rule_output
+    assert "ske_118" not in out  # only the chain behind the number
+    # by lineage id, as the leaderboard shows it
+    lid = prov["lineage_id"][:12]
+    proc = subprocess.run([MEDREPRO, "reproduce", lid, *flags], cwd=second, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0 and "OK" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_reproduce_refuses_unknown_targets(second):
+    proc = subprocess.run([MEDREPRO, "reproduce", "results/nope.json"], cwd=second, capture_output=True, text=True)
+    assert proc.returncode == 2 and "no output and no lineage id" in proc.stderr
+
+
 def test_a_hand_edited_metrics_file_stops_the_leaderboard(second):
     path = second / "results/scoliosis/runs/drf_112/seed0/metrics.json"
     original = path.read_text()
