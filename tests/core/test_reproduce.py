@@ -55,3 +55,24 @@ def test_numbers_are_compared_within_tolerance(tmp_path):
     a.write_text("unit,score\nx,0.5\n")
     b.write_text("unit,score\nx,0.6\n")
     assert not _numeric_equal(a, b)
+
+
+def test_records_without_the_job_or_from_a_dirty_tree_are_refused(records):
+    from medrepro.reproduce import reproduce
+
+    res, recs = records
+    with pytest.raises(InputError, match="extra.job: no named inputs and outputs recorded"):
+        reproduce("results/c.txt", res)
+    for prov, rec in recs.items():
+        rec["extra"]["job"] = {"input": {}, "output": {}, "log": [], "threads": 1}
+        rec["code"]["commit"], rec["code"]["dirty"] = "0" * 40, True
+        prov.write_text(json.dumps(rec))
+    with pytest.raises(InputError, match="code.dirty: .*uncommitted changes"):
+        reproduce("results/c.txt", res)
+    recs = _load_records(res)
+    first = next(iter(recs))
+    rec = recs[first]
+    rec["code"]["commit"] = "1" * 40
+    first.write_text(json.dumps(rec))
+    with pytest.raises(InputError, match="code.commit: the chain's records name commits"):
+        reproduce("results/c.txt", res)
