@@ -90,16 +90,36 @@ def provenance_path(rule: str, outputs: list[str | Path]) -> Path:
     return first.parent / f"{rule}.provenance.json"
 
 
+def _candidate_records(path: Path) -> list[Path]:
+    """Provenance files that may list ``path``: those beside it first, then those in each
+    enclosing folder and in that folder's subfolders (a job writes its record beside its first
+    output; its other outputs may sit in a sibling folder, e.g. a figure)."""
+    seen: list[Path] = []
+    for folder in [path.parent, *path.parent.parents]:
+        if folder == Path(".") or folder == Path(folder.anchor):
+            break
+        for pattern in ("*.provenance.json", "*/*.provenance.json"):
+            for prov in sorted(folder.glob(pattern)):
+                if prov not in seen:
+                    seen.append(prov)
+    return seen
+
+
+def _read_record(prov: Path) -> dict | None:
+    try:
+        return json.loads(prov.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
 def find_producer(path: str | Path) -> tuple[Path, dict] | None:
     """(provenance file, output record with path, size, sha256, lineage id) of the job that
-    wrote ``path``, from the provenance files beside it; None for a file no job produced."""
+    wrote ``path``, from the provenance files near it (see :func:`_candidate_records`); None for
+    a file no job produced."""
     path = Path(path)
-    for prov in sorted(path.parent.glob("*.provenance.json")):
-        try:
-            record = json.loads(prov.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-        for out in record.get("outputs", []):
+    for prov in _candidate_records(path):
+        record = _read_record(prov)
+        for out in (record or {}).get("outputs", []):
             if Path(out["path"]) == path:
                 return prov, out
     return None

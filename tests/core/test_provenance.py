@@ -150,3 +150,22 @@ def test_records_say_what_decides_bitwise_reproducibility(tmp_path):
     num = rec["numerics"]
     assert isinstance(num["cpu_flags"], list) and "blas" in num
     assert set(num["torch"]) >= {"num_threads", "deterministic_algorithms", "mkldnn", "cudnn"}
+
+
+def test_an_output_outside_its_records_folder_keeps_its_lineage(tmp_path, monkeypatch):
+    """A job whose record sits beside its first output also wrote a figure in a sibling folder;
+    a job reading that figure takes the producer's lineage id, not a raw file's."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results/study/qc").mkdir(parents=True)
+    (tmp_path / "results/study/figures").mkdir()
+    (tmp_path / "results/study/qc/table.csv").write_text("t")
+    (tmp_path / "results/study/figures/qc.png").write_bytes(b"png")
+    qc = Recorder("qc", {}, {}, [], ["results/study/qc/table.csv", "results/study/figures/qc.png"]).finish(
+        "results/study/qc/qc.provenance.json")
+    (tmp_path / "results/board.md").write_text("b")
+    board = Recorder("board", {}, {}, ["results/study/figures/qc.png"], ["results/board.md"]).finish(
+        "results/board.provenance.json")
+    assert board["inputs"][0]["lineage_id"] == qc["lineage_id"]
+    from medrepro.verify import verify_results
+
+    assert verify_results(tmp_path / "results").clean

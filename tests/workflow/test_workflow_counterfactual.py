@@ -181,3 +181,15 @@ def test_config_schema_rejects_bad_counterfactual_keys(tmp_path, mutate, needle)
     proc = snakemake(wd, "-n", check=False)
     assert proc.returncode != 0
     assert needle in proc.stdout + proc.stderr
+
+
+def test_the_finished_run_verifies(done):
+    """Every lineage link holds, figures and submissions written beside other folders included."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    wd, _ = done
+    proc = subprocess.run([str(Path(sys.executable).parent / "medrepro"), "verify", "results"], cwd=wd,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
