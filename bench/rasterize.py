@@ -10,6 +10,15 @@ of ``--repeat`` runs; the 1-minute load average is printed because other jobs ma
 CPUs.
 
     .venv/bin/python bench/rasterize.py --frames 3000 --ref-frames 40
+
+``--preset opengait`` times the preset that reproduces OpenGait's released pretreatment;
+``--opengait DIR`` (a checkout of ShiqiYu/OpenGait, with opencv-python-headless importable, see
+bench/opengait_released.py) also times the released pretreatment itself on the same frames,
+both in one thread, and prints the speedup and the largest difference between the two:
+
+    PYTHONPATH=/tmp/og-deps .venv/bin/python bench/rasterize.py --preset opengait --opengait /tmp/OpenGait
+
+The poses are float64, as the released pose pkls are.
 """
 
 from __future__ import annotations
@@ -61,17 +70,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="processes for the parallel run")
     ap.add_argument("--repeat", type=int, default=3, help="timed runs; the best is reported")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--preset", choices=("medrepro", "opengait"), default="medrepro", help="skeleton-map preset")
+    ap.add_argument("--opengait", type=Path, default=None,
+                    help="checkout of ShiqiYu/OpenGait: also time its released pretreatment")
     args = ap.parse_args(argv)
 
     ref = _load_test_module()
     rng = np.random.default_rng(args.seed)
     n_seq = max(1, -(-args.frames // args.seq_len))
-    seqs = [ref.random_walk_pose(args.seq_len, rng, drop=0.05, empty=0.01) for _ in range(n_seq)]
+    seqs = [ref.random_walk_pose(args.seq_len, rng, drop=0.05, empty=0.01).astype(np.float64)
+            for _ in range(n_seq)]
     frames = sum(len(s) for s in seqs)
-    params = SkeletonMapParams()
+    params = SkeletonMapParams.of_preset(args.preset)
     print(f"params     : {params}")
     print(f"machine    : {os.cpu_count()} CPUs, numpy {np.__version__}, "
           f"load average {os.getloadavg()[0]:.2f} at start")
+
+    if args.opengait is not None:
+        return _versus_released(args, seqs, params)
 
     # Agreement with the reference (and its speed) on the first --ref-frames frames.
     clip = seqs[0][: args.ref_frames]
@@ -99,6 +115,39 @@ def main(argv: list[str] | None = None) -> int:
     if fps_par is not None:
         print(f"Scoliosis1K: {SCOLIOSIS1K_FRAMES:,} frames -> {SCOLIOSIS1K_FRAMES / fps_par:,.1f} s in "
               f"{args.workers} processes ({fps_par:,.0f} frames/s)")
+    return 0 if diff <= 1 else 1
+
+
+def _versus_released(args, seqs: list[np.ndarray], params: SkeletonMapParams) -> int:
+    """Released OpenGait pretreatment vs medrepro on the same sequences, one thread each."""
+    import cv2
+    from threadpoolctl import threadpool_limits
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    from opengait_released import load_released
+
+    released = load_released(args.opengait)
+    cv2.setNumThreads(1)
+    ref_seqs = [s[: args.ref_frames] for s in seqs[: max(1, args.ref_frames // args.seq_len)]] or seqs[:1]
+    ref_frames = sum(len(s) for s in ref_seqs)
+    with threadpool_limits(1):
+        diff, t_rel, t_ours = 0, [], []
+        for _ in range(args.repeat):
+            t0 = time.perf_counter()
+            want = [released(s) for s in ref_seqs]
+            t_rel.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            got = [rasterize_sequence(s, params) for s in ref_seqs]
+            t_ours.append(time.perf_counter() - t0)
+        diff = max(int(np.abs(g.astype(int) - w.astype(int)).max()) for g, w in zip(got, want))
+        n_off = sum(int((g != w).sum()) for g, w in zip(got, want))
+    fps_rel, fps_ours = ref_frames / min(t_rel), ref_frames / min(t_ours)
+    print(f"released   : {fps_rel:,.1f} frames/s (OpenGait datasets/pretreatment_heatmap.py, "
+          f"{ref_frames} frames, 1 thread, best of {args.repeat})")
+    print(f"medrepro   : {fps_ours:,.1f} frames/s (preset {params.preset}, same frames, 1 thread)")
+    print(f"agreement  : max |diff| = {diff} grey levels ({n_off} values differ) -> "
+          f"{'OK' if diff <= 1 else 'MISMATCH'}")
+    print(f"speedup    : {fps_ours / fps_rel:,.1f}x")
     return 0 if diff <= 1 else 1
 
 

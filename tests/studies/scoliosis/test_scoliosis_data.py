@@ -121,7 +121,7 @@ def test_scan_and_load_generated(data):
     for sid, (label, path) in poses.items():
         assert path.parts[-3:] == (label, "000_180", "000_180.pkl") and sils[sid][0] == label
         pose, sil = load_pose(path), load_silhouette(sils[sid][1])
-        assert pose.dtype == np.float32 and pose.shape[1:] == (17, 3)
+        assert pose.dtype == np.float64 and pose.shape[1:] == (17, 3)  # kept as written
         assert sil.dtype == np.uint8 and sil.shape == (len(pose), 64, 64)
 
 

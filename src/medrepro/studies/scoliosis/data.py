@@ -114,11 +114,15 @@ def _check_array(a: np.ndarray, path: Path, field: str, frame_shape: tuple[int, 
 
 
 def _pose_from_bytes(data: bytes, path: Path, limits: Limits = Limits()) -> np.ndarray:
-    # Checked after the cast, so values too large for float32 count as non-finite.
+    # float64 is kept as read (the released pose pkls are float64 and OpenGait's pretreatment
+    # computes in it); anything else becomes float32. Finiteness is checked in float32 either
+    # way, so values too large for float32 count as non-finite.
     a = loads_array(data, path, limits.max_bytes)
     if a.ndim == 3 and a.shape[1:] == (17, 3):
         with np.errstate(over="ignore"):
-            a = a.astype(np.float32)
+            as32 = a.astype(np.float32)
+        _check_array(as32, path, "pose", (17, 3), "(T, 17, 3) finite x, y, confidence with T > 0", limits)
+        return a if a.dtype == np.float64 else as32
     _check_array(a, path, "pose", (17, 3), "(T, 17, 3) finite x, y, confidence with T > 0", limits)
     return a
 
@@ -151,7 +155,8 @@ def _read_checked(path: Path, sha256: str | None) -> bytes:
 
 
 def load_pose(path: Path, sha256: str | None = None) -> np.ndarray:
-    """Load a pose pkl as (T, 17, 3) float32 x, y, confidence (missing keypoints are zeros).
+    """Load a pose pkl as (T, 17, 3) x, y, confidence (missing keypoints are zeros): float64
+    when stored so, float32 otherwise.
     With ``sha256`` the file must still have the bytes the manifest recorded."""
     return _pose_from_bytes(_read_checked(path, sha256), Path(path))
 
@@ -161,14 +166,17 @@ def load_silhouette(path: Path, sha256: str | None = None) -> np.ndarray:
     return _silhouette_from_bytes(_read_checked(path, sha256), Path(path))
 
 
-def as_pose(pose: Any, source: str | Path | None = None) -> np.ndarray:
-    """Check a pose array is (T, 17, 3) and finite; return it as float32 (a copy)."""
+def as_pose(pose: Any, source: str | Path | None = None, keep_float64: bool = False) -> np.ndarray:
+    """Check a pose array is (T, 17, 3) and finite; return it as float32 (a copy), or as
+    float64 when it is float64 and ``keep_float64`` is set."""
     arr = np.asarray(pose)
     if arr.ndim != 3 or arr.shape[1:] != (17, 3):
         raise InputError(source, "pose", f"shape {arr.shape}", "(T, 17, 3): COCO-17 x, y, confidence")
     if not np.issubdtype(arr.dtype, np.number):
         raise InputError(source, "pose", f"dtype {arr.dtype}", "a numeric array")
-    arr = arr.astype(np.float32, copy=True)
+    keep = keep_float64 and arr.dtype == np.float64
+    with np.errstate(over="ignore"):
+        arr = arr.astype(np.float64 if keep else np.float32, copy=True)
     if not np.isfinite(arr).all():
         raise InputError(source, "pose", "contains NaN or inf", "finite values; missing = (0, 0, 0)")
     return arr

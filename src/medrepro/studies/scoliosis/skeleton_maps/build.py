@@ -19,15 +19,16 @@ from medrepro.studies.scoliosis.skeleton_maps.params import SkeletonMapParams
 from medrepro.studies.scoliosis.skeleton_maps.render import _single_thread_blas, rasterize_sequence
 
 
-def _rasterize_one(args: tuple[str, str, str | None, str, SkeletonMapParams]) -> tuple[str, int, str]:
+def _rasterize_one(args: tuple[str, str, str | None, str, SkeletonMapParams]) -> tuple[str, int, str, int]:
     sid, pose_path, pose_sha256, tmp_dir, params = args
     # load_pose is looked up in the data module at call time (tests replace it there); the file
     # must still have the bytes the manifest recorded.
     pose = scoliosis_data.load_pose(pose_path, sha256=pose_sha256)
-    maps = rasterize_sequence(as_pose(pose, pose_path), params)
+    stats: dict = {}
+    maps = rasterize_sequence(as_pose(pose, pose_path, keep_float64=True), params, stats)
     target = Path(tmp_dir) / f"{sid}.npy"
     np.save(target, maps)
-    return sid, len(maps), sha256_file(target)
+    return sid, len(maps), sha256_file(target), stats.get("zero_height_frames", 0)
 
 
 def _init_worker() -> None:
@@ -41,7 +42,9 @@ def build_skeleton_maps(manifest_path: Path, out_dir: Path, params: SkeletonMapP
     The whole folder is written under a temporary sibling name and renamed onto ``out_dir`` at
     the end (an existing ``out_dir`` is replaced), so a failed run leaves nothing half-written.
     ``workers > 1`` rasterizes sequences in that many processes (same output bytes).
-    Returns the index: ``{"params": asdict(params), "sequences": {id: {"frames", "sha256"}}}``.
+    Returns the index: ``{"params": asdict(params), "sequences": {id: {"frames", "sha256"}},
+    "zero_height_frames": n}`` (frames rendered empty because the person is 0 px tall, where
+    the released OpenGait pretreatment divides by zero; only ``normalise_on: all`` has them).
     """
     root, seqs = read_manifest(manifest_path)
     out_dir = Path(out_dir)
@@ -60,7 +63,8 @@ def build_skeleton_maps(manifest_path: Path, out_dir: Path, params: SkeletonMapP
                 results = [_rasterize_one(job) for job in jobs]
         index = {
             "params": asdict(params),
-            "sequences": {sid: {"frames": frames, "sha256": digest} for sid, frames, digest in results},
+            "sequences": {sid: {"frames": frames, "sha256": digest} for sid, frames, digest, _ in results},
+            "zero_height_frames": sum(r[3] for r in results),
         }
         write_json(tmp_dir / "index.json", index)
         _replace_dir(tmp_dir, out_dir)

@@ -113,6 +113,36 @@ def impute_missing(pose: np.ndarray, method: str = "knn", k: int = 4) -> np.ndar
     return out
 
 
+def impute_zero_coordinates(pose: np.ndarray, method: str = "knn", k: int = 4) -> np.ndarray:
+    """OpenGait's keypoint padding (``PadKeypoints`` with ``pad_method: knn``): scikit-learn's
+    ``KNNImputer(missing_values=0.0, n_neighbors=k, weights="distance")`` on the (T, 34) x / y
+    coordinates, in the pose's own float dtype (float64, as the released pose pkls are, goes
+    through :func:`knn_impute`, which gives the same numbers). A coordinate of exactly 0.0 is
+    missing (x and y independently); confidences are kept as they are. As in the released code, when a
+    coordinate column is 0 in every frame the imputer drops that column, the reshape back
+    fails and the sequence is returned unimputed. ``none``: returned unchanged.
+    """
+    out = np.array(pose, copy=True)
+    if method == "none" or len(out) == 0 or not (out[..., :2] == 0).any():
+        return out
+    if method != "knn":
+        raise InputError(None, "impute", f"{method!r} with missing: zero_coordinate", "knn or none")
+    t = len(out)
+    coords = out[..., :2].reshape(t, 34)
+    if (coords == 0).all(axis=0).any():  # a column never observed: the released fallback
+        return out
+    if coords.dtype == np.float64:  # knn_impute computes in float64: the same numbers, faster
+        x = coords.copy()
+        x[coords == 0] = np.nan
+        filled = knn_impute(x, k)
+    else:  # scikit-learn computes in the input's float32; so does the released code
+        from sklearn.impute import KNNImputer
+
+        filled = KNNImputer(missing_values=0.0, n_neighbors=k, weights="distance").fit_transform(coords)
+    out[..., :2] = filled.reshape(t, 17, 2)
+    return out
+
+
 def knn_impute(x: np.ndarray, k: int) -> np.ndarray:
     """Fill the NaNs of ``x`` (rows = samples) like ``KNNImputer(n_neighbors=k, weights="distance")``.
 
@@ -191,6 +221,33 @@ def normalise_to_canvas(pose: np.ndarray, params: SkeletonMapParams) -> tuple[np
     return xy, peak
 
 
+def normalise_all_joints(pose: np.ndarray, params: SkeletonMapParams) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """OpenGait's ``CenterAndScaleNormalizer`` (COCO): centre on the mid-hip and scale so that
+    the y-extent of all 17 keypoints, whatever their confidence, is ``canvas // height_ratio``
+    px, then shift by ``canvas // 2``; computed in the pose's own float dtype and in the
+    released order of operations, so window edges fall where the released code puts them.
+
+    Returns ``xy`` (T, 17, 2) in the pose's dtype, ``peak`` (T, 17) (confidence or 1 for the
+    representation's joints, 0 for the rest and for frames that cannot be normalised) and
+    ``empty`` (T,) bool: frames whose keypoints all have the same y (a person 0 px tall). The
+    released code divides by zero there and fails; medrepro renders those frames empty and
+    counts them (``rasterize_sequence(..., stats=)``, the build's index).
+    """
+    p = np.asarray(pose)
+    hip = (p[:, 11, :2] + p[:, 12, :2]) / 2.0
+    xy = p[..., :2] - hip[:, None, :]
+    extent = xy[..., 1].max(axis=1) - xy[..., 1].min(axis=1)
+    empty = ~(extent > 0) | ~np.isfinite(extent)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        xy *= (params.canvas // params.height_ratio) / np.where(empty, 1, extent)[:, None, None]
+    xy += params.canvas // 2
+    empty |= ~np.isfinite(xy).all(axis=(1, 2))
+    xy[empty] = 0
+    peak = p[..., 2] if params.use_score else np.ones_like(p[..., 2])
+    peak = np.where(_kept_mask(params.representation)[None, :] & ~empty[:, None], peak, 0).astype(p.dtype)
+    return xy, peak, empty
+
+
 # Stand-in for "no energy" inside the matrix operands: finite, so BLAS never sees inf (no
 # inf - inf), and exp(-_FAR) == 0 in float32.
 _FAR = 1e8
@@ -230,10 +287,12 @@ def _boxes(first: np.ndarray, last: np.ndarray, draw: np.ndarray, size: int) -> 
     return np.clip(a, 0, size).astype(int), np.clip(b, 0, size).astype(int)
 
 
-def _in_window(grid: np.ndarray, lo: np.ndarray, hi: np.ndarray, arena: _Arena, name: str):
+def _in_window(grid: np.ndarray, lo: np.ndarray, hi: np.ndarray, arena: _Arena, name: str,
+               truncated: bool = False):
     """Integer pixel bounds (T, N) of the windows [lo, hi] and the (T, N, C) mask of pixels
-    outside them. Decided in float64 (ceil / floor), so the test is exact."""
-    first, last = np.ceil(lo), np.floor(hi)
+    outside them. Symmetric: the pixels inside [lo, hi] (ceil / floor, decided in the
+    coordinates' dtype, so the test is exact); truncated (OpenGait): int(lo) .. int(hi)."""
+    first, last = (np.trunc(lo), np.trunc(hi)) if truncated else (np.ceil(lo), np.floor(hi))
     out = arena.get(name, first.shape + (len(grid),), dtype=bool)
     np.less(grid, first[..., None].astype(np.float32), out=out)
     out |= grid > last[..., None].astype(np.float32)
@@ -255,6 +314,7 @@ def _render_chunk(xy: np.ndarray, peak: np.ndarray, params: SkeletonMapParams, a
     radius = 3.0 * params.sigma
     k = 1.0 / (params.sigma * math.sqrt(2.0))  # d^2 / (2 sigma^2) == (d * k)^2
     grid = np.arange(size, dtype=np.float32)
+    truncated = params.window == "truncated"
     acc = arena.get("acc", (n, 2, size, size))
     acc.fill(np.inf)
     with np.errstate(divide="ignore"):
@@ -266,8 +326,8 @@ def _render_chunk(xy: np.ndarray, peak: np.ndarray, params: SkeletonMapParams, a
     mx, my, nl = xy[:, joints, 0], xy[:, joints, 1], neglog[:, joints]  # (T, J)
     a_op = arena.operands("joint_a", (n, nj, size, 2), ones=1, axis=3)  # columns: qy, 1
     b_op = arena.operands("joint_b", (n, nj, 2, size), ones=0, axis=2)  # rows: 1, qx
-    fx, lx, out_x = _in_window(grid, mx - radius, mx + radius, arena, "jx")
-    fy, ly, out_y = _in_window(grid, my - radius, my + radius, arena, "jy")
+    fx, lx, out_x = _in_window(grid, mx - radius, mx + radius, arena, "jx", truncated)
+    fy, ly, out_y = _in_window(grid, my - radius, my + radius, arena, "jy", truncated)
     for centre, row, outside in ((mx, b_op[:, :, 1], out_x), (my, a_op[..., 0], out_y)):
         np.subtract(grid, centre.astype(np.float32)[..., None], out=row)
         row *= np.float32(k)
@@ -293,6 +353,10 @@ def _render_chunk(xy: np.ndarray, peak: np.ndarray, params: SkeletonMapParams, a
     nlimb = len(limbs)
     pa, pb = xy[:, limbs[:, 0]], xy[:, limbs[:, 1]]  # (T, L, 2)
     nl = np.maximum(neglog[:, limbs[:, 0]], neglog[:, limbs[:, 1]])  # -log(min(peak_a, peak_b))
+    if params.short_limb == "point":  # OpenGait: a limb under 1 px is its start keypoint's Gaussian
+        short = (pa[..., 0] - pb[..., 0]) ** 2 + (pa[..., 1] - pb[..., 1]) ** 2 < 1
+        pb = np.where(short[..., None], pa, pb)
+        nl = np.where(short & (nl < _FAR), neglog[:, limbs[:, 0]], nl)
     lo, hi = np.minimum(pa, pb) - radius, np.maximum(pa, pb) + radius  # windows (T, L, 2)
     vec = pb - pa
     length = np.hypot(vec[..., 0], vec[..., 1])
@@ -305,8 +369,8 @@ def _render_chunk(xy: np.ndarray, peak: np.ndarray, params: SkeletonMapParams, a
     bt_op = arena.operands("limb_bt", (n, nlimb, 2, size), ones=0, axis=2)  # rows: 1, tx
     as_op = arena.operands("limb_as", (n, nlimb, size, 3), ones=2, axis=3)  # sy^2 - log p, 2 sy, 1
     bs_op = arena.operands("limb_bs", (n, nlimb, 3, size), ones=0, axis=2)  # rows: 1, sx, sx^2
-    fx, lx, out_x = _in_window(grid, lo[..., 0], hi[..., 0], arena, "lx")
-    fy, ly, out_y = _in_window(grid, lo[..., 1], hi[..., 1], arena, "ly")
+    fx, lx, out_x = _in_window(grid, lo[..., 0], hi[..., 0], arena, "lx", truncated)
+    fy, ly, out_y = _in_window(grid, lo[..., 1], hi[..., 1], arena, "ly", truncated)
     d = arena.get("d", (n, nlimb, size))
     np.subtract(grid, mid[..., 0, None], out=d)  # x - mid_x
     np.multiply(d, ux, out=bt_op[:, :, 1])
@@ -339,13 +403,35 @@ def _render_chunk(xy: np.ndarray, peak: np.ndarray, params: SkeletonMapParams, a
 
 
 def _to_values(acc: np.ndarray, params: SkeletonMapParams) -> np.ndarray:
-    """Negative-log maps -> Gaussian values (float32, in place); values below eps -> 0."""
-    np.copyto(acc, np.inf, where=acc > -math.log(params.eps))
+    """Negative-log maps -> Gaussian values (float32, in place). Symmetric window: values below
+    eps -> 0 (truncated: eps only decides which peaks are drawn, see ``_chunks``)."""
+    if params.window == "symmetric":
+        np.copyto(acc, np.inf, where=acc > -math.log(params.eps))
     return np.exp(np.negative(acc, out=acc), out=acc)
 
 
 def _channel_scale(params: SkeletonMapParams) -> np.ndarray:
-    return np.array([255.0 * params.limb_weight, 255.0 * params.joint_weight], dtype=np.float32)
+    """Per-channel factor on the Gaussian values: x weight, x 255 unless quantized twice (then
+    the grey levels come from the values in [0, 1])."""
+    unit = 1.0 if params.quantize == "twice" else 255.0
+    return np.array([unit * params.limb_weight, unit * params.joint_weight], dtype=np.float32)
+
+
+# matplotlib's ``cm.gray`` lookup table as OpenGait's ``HeatmapToImage`` applies it: level
+# k = floor(256 v) (clipped to 255) becomes uint8(linspace(0, 1, 256)[k] * 255), which is
+# k - 1 for some k (33, 37, 41, ...) through float rounding.
+GRAY_LEVELS = (np.linspace(0.0, 1.0, 256) * 255).astype(np.uint8)
+_GREY_OF_256V = np.append(GRAY_LEVELS, GRAY_LEVELS[-1])  # index floor(256 v), v in [0, 1]
+
+
+def _grey_levels(vals: np.ndarray) -> np.ndarray:
+    """Values in [0, 1] (float32) -> OpenGait's grey levels 0..255 (float32; ``vals`` is
+    overwritten). floor(256 v) is exact in float32, so the level boundaries are the released
+    ones; v == 1 is level 255 (matplotlib maps N to N - 1)."""
+    np.multiply(vals, 256.0, out=vals)
+    levels = np.take(_GREY_OF_256V, vals.astype(np.uint16))  # the integer cast floors (v >= 0)
+    np.copyto(vals, levels)
+    return vals
 
 
 # --------------------------------------------------------------------------------------------
@@ -397,9 +483,17 @@ def _area_taps(start: np.ndarray, length: np.ndarray, size: int, out: int) -> tu
 
 
 def _crop_resize(vals: np.ndarray, params: SkeletonMapParams, arena: _Arena) -> np.ndarray:
-    """Gaussian values (T, 2, C, C) -> (T, 2, out, out) float32, x weight x 255, cropped."""
+    """Gaussian values (T, 2, C, C) -> (T, 2, out, out) float32, x weight x 255, cropped.
+
+    ``quantize: twice``: the values are first turned into OpenGait's grey levels (in place),
+    the crop is taken on levels >= 1 and the result is in grey levels (not yet truncated)."""
     n, size, out = len(vals), params.canvas, params.out_size
     scale = _channel_scale(params)
+    if params.quantize == "twice":
+        if (scale != 1).any():
+            vals *= scale[:, None, None]
+        vals = _grey_levels(vals)
+        scale = np.ones(2, dtype=np.float32)
     # Row sums (one matrix-vector product) > 0 <=> the row has a non-zero value.
     nz = (vals.reshape(-1, size) @ np.ones(size, np.float32)).reshape(n, 2, size) * scale[:, None] > 0
     if params.align == "shared":
@@ -409,6 +503,8 @@ def _crop_resize(vals: np.ndarray, params: SkeletonMapParams, arena: _Arena) -> 
     bottom = size - 1 - np.argmax(nz[..., ::-1], axis=2)
     height = np.where(has, bottom - top + 1, 1)
     left = size // 2 - height // 2
+    # OpenGait slices [c - h // 2, c + h // 2 + 1) of the canvas: 2 (h // 2) + 1 columns.
+    width = np.minimum(2 * (height // 2) + 1, size - left) if params.crop_width == "odd" else height
 
     # Rows: each output row is a weighted sum of K <= 3 input rows (gathered, then einsum);
     # a dense matrix product would do ~40x the arithmetic.
@@ -420,15 +516,17 @@ def _crop_resize(vals: np.ndarray, params: SkeletonMapParams, arena: _Arena) -> 
     rows = np.einsum("tcokx,tcok->tcox", gathered.reshape(taps.shape + (size,)), wy,
                      out=arena.get("rows", (n, 2, out, size)))
     # Columns: a batched matrix product with the (C, out) weights.
-    wx_t = _area_overlaps(left, height, size, out, arena, "wx", transposed=True)  # (T, S, C, out)
+    wx_t = _area_overlaps(left, width, size, out, arena, "wx", transposed=True)  # (T, S, C, out)
     res = np.matmul(rows, wx_t, out=arena.get("res", (n, 2, out, out)))
-    factor = has * (out / height.astype(np.float32)) ** 2 * scale  # (T, 2)
+    factor = has * (out / height.astype(np.float32)) * (out / width.astype(np.float32)) * scale  # (T, 2)
     res *= factor.astype(np.float32)[..., None, None]
     return res
 
 
-def _quantize(res: np.ndarray, dtype: str) -> np.ndarray:
+def _quantize(res: np.ndarray, dtype: str, truncate: bool = False) -> np.ndarray:
     np.clip(res, 0.0, 255.0, out=res)
+    if truncate:  # OpenGait: (x * 255).astype("uint8") after the resize
+        return res.astype(np.uint8)
     if dtype == "uint8":
         return np.rint(res, out=res).astype(np.uint8)
     return res
@@ -451,15 +549,23 @@ def _single_thread_blas():
     return _blas.limit(limits=1, user_api="blas")
 
 
-def _chunks(pose: np.ndarray, params: SkeletonMapParams, impute: bool):
-    """Yield (start, Gaussian values (n, 2, C, C), arena) chunk by chunk.
+def _chunks(pose: np.ndarray, params: SkeletonMapParams, impute: bool, stats: dict | None = None):
+    """Yield (start, Gaussian values (n, 2, C, C), arena) chunk by chunk; ``stats`` (if given)
+    receives ``zero_height_frames``.
 
     The values live in this thread's arena: consume each chunk before the next one (and do not
     interleave two of these generators in one thread).
     """
     with _single_thread_blas():
-        pose = impute_missing(pose, params.impute, params.knn_k) if impute else as_pose(pose)
-        xy, peak = normalise_to_canvas(pose, params)
+        pose = _impute(pose, params) if impute else pose
+        if params.normalise_on == "all":
+            xy, peak, empty = normalise_all_joints(pose, params)
+            if stats is not None:
+                stats["zero_height_frames"] = int(empty.sum())
+        else:
+            xy, peak = normalise_to_canvas(pose, params)
+        if params.window == "truncated":  # OpenGait: a keypoint or limb with peak < eps is skipped
+            peak = np.where(peak < params.eps, 0, peak)
         if not hasattr(_local, "arena"):
             _local.arena = _Arena()
         for s in range(0, len(pose), _CHUNK):
@@ -467,22 +573,38 @@ def _chunks(pose: np.ndarray, params: SkeletonMapParams, impute: bool):
             yield s, _to_values(acc, params), _local.arena
 
 
+def _as_params_pose(pose: np.ndarray, params: SkeletonMapParams) -> np.ndarray:
+    """The checked pose: float32, or kept in float64 where the OpenGait normalisation computes
+    in the pose's own dtype."""
+    return as_pose(pose, keep_float64=params.normalise_on == "all")
+
+
+def _impute(pose: np.ndarray, params: SkeletonMapParams) -> np.ndarray:
+    if params.missing == "zero_coordinate":
+        return impute_zero_coordinates(pose, params.impute, params.knn_k)
+    return impute_missing(pose, params.impute, params.knn_k)
+
+
 def render_canvas(pose: np.ndarray, params: SkeletonMapParams, impute: bool = True) -> np.ndarray:
-    """Full-canvas maps (T, 2, canvas, canvas) float32, x weight x 255, before crop and resize."""
-    pose = as_pose(pose)
+    """Full-canvas maps (T, 2, canvas, canvas) float32, x weight x 255 (x 1 when quantized
+    twice), before crop and resize."""
+    pose = _as_params_pose(pose, params)
     out = np.zeros((len(pose), 2, params.canvas, params.canvas), dtype=np.float32)
     for s, vals, _ in _chunks(pose, params, impute):
         np.multiply(vals, _channel_scale(params)[:, None, None], out=out[s:s + len(vals)])
     return out
 
 
-def rasterize_sequence(pose: np.ndarray, params: SkeletonMapParams) -> np.ndarray:
+def rasterize_sequence(pose: np.ndarray, params: SkeletonMapParams, stats: dict | None = None) -> np.ndarray:
     """Pose (T, 17, 3) -> skeleton maps (T, 2, out_size, out_size): channel 0 limbs, 1 joints.
 
-    Frames that cannot be normalised (no person, no hips) give all-zero maps.
+    Frames that cannot be normalised (``normalise_on: drawn``: no person, no hips; ``all``: a
+    person 0 px tall, counted in ``stats["zero_height_frames"]`` when ``stats`` is given) give
+    all-zero maps.
     """
-    pose = as_pose(pose)
+    pose = _as_params_pose(pose, params)
     maps = np.zeros((len(pose), 2, params.out_size, params.out_size), dtype=np.dtype(params.dtype))
-    for s, vals, arena in _chunks(pose, params, impute=True):
-        maps[s:s + len(vals)] = _quantize(_crop_resize(vals, params, arena), params.dtype)
+    truncate = params.quantize == "twice"
+    for s, vals, arena in _chunks(pose, params, impute=True, stats=stats):
+        maps[s:s + len(vals)] = _quantize(_crop_resize(vals, params, arena), params.dtype, truncate)
     return maps
