@@ -83,7 +83,10 @@ def test_resume_state_of_another_config_is_ignored(tmp_path):
 
 
 def test_learns_the_toy_task(tmp_path):
-    summary = _run(tmp_path, TrainConfig(**{**CFG, "iterations": 40, "eval_every": 10}))
+    # 80 iterations: with the OpenGait recipe defaults (triplet loss on subject ids, label
+    # smoothing, ...) seed 0 selects val macro-F1 0.56 after 40 (the earlier recipe: 1.0); after
+    # 80 the last validation is 1.0 for seeds 0-4 with either recipe.
+    summary = _run(tmp_path, TrainConfig(**{**CFG, "iterations": 80, "eval_every": 10}))
     assert summary["loss_last"] < summary["loss_first"]
     assert summary["selected_eval"]["val"]["macro_f1"] > 0.6
 

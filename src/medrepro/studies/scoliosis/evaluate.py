@@ -18,17 +18,26 @@ from medrepro.train.device import choose_device
 from medrepro.train.registry import MODELS, build_model
 
 
+def fp16_at_eval(eval_fp16: bool, device: torch.device) -> bool:
+    """Whether evaluation runs under fp16 autocast: ``eval_fp16`` and a CUDA device (OpenGait's
+    evaluator autocasts when ``evaluator_cfg.enable_float16``: opengait/modeling/base_model.py
+    ``inference``, ShiqiYu/OpenGait commit 0efafd4779f127fbce34f22aff301bd82e923da5); never on CPU."""
+    return bool(eval_fp16) and device.type == "cuda"
+
+
 @torch.no_grad()
 def predict(model: torch.nn.Module, store: SequenceStore, ids: list[str], device: torch.device,
-            max_frames: int = 720, amp: bool = False) -> pd.DataFrame:
-    """All frames (up to ``max_frames``) of each sequence; logits averaged over parts; argmax."""
+            max_frames: int = 720, fp16: bool = False) -> pd.DataFrame:
+    """All frames (up to ``max_frames``) of each sequence; logits averaged over parts; argmax.
+    ``fp16``: fp16 autocast, on CUDA only (see :func:`fp16_at_eval`)."""
     model.eval()
+    fp16 = fp16_at_eval(fp16, device)
     rows = []
     for sid in sorted(ids):
         seq = store.sequences[sid][:max_frames]
         x = torch.from_numpy(np.ascontiguousarray(seq.transpose(1, 0, 2, 3)[None])).to(device)
         pav = torch.from_numpy(store.pav[sid][None]).to(device) if store.pav is not None else None
-        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=amp):
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=fp16):
             _, logits = model(x, pav)
         mean_logits = logits.float().mean(dim=2)[0].cpu().numpy()
         rows.append({"unit_id": sid, "cluster": sid, "y_true": store.labels[sid],
@@ -102,15 +111,18 @@ def load_checkpoint(path: Path, expected: dict | None = None) -> tuple[torch.nn.
 def evaluate_checkpoint(checkpoint: Path, store: SequenceStore, split: dict, *, study: str, run: str, seed: int,
                         split_name: str, data_kind: str, train_summary: dict, metrics_out: Path,
                         predictions_out: Path, iterations: int, boot_seed: int, max_frames: int = 720,
-                        primary: str = "macro_f1", unit: str = "test sequence", expected: dict | None = None) -> dict:
+                        primary: str = "macro_f1", unit: str = "test sequence", expected: dict | None = None,
+                        eval_fp16: bool = True) -> dict:
     """Re-load the selected checkpoint and evaluate it on the test split (and on val, to check
-    that the standalone evaluation reproduces the in-training evaluation)."""
+    that the standalone evaluation reproduces the in-training evaluation). ``eval_fp16``: the
+    run's key, fp16 autocast on CUDA; ``details.eval_fp16`` records whether it was used."""
     model, meta = load_checkpoint(checkpoint, expected)
     device = choose_device("auto")
     model.to(device)
     n_classes = meta["n_classes"]
-    test = predict(model, store, split["test"], device, max_frames)
-    val = score_predictions(predict(model, store, split["val"], device, max_frames), n_classes)
+    fp16 = fp16_at_eval(eval_fp16, device)
+    test = predict(model, store, split["test"], device, max_frames, fp16)
+    val = score_predictions(predict(model, store, split["val"], device, max_frames, fp16), n_classes)
     in_training = train_summary["selected_eval"]["val"]
     point = score_predictions(test, n_classes)
     inv_class = {v: k for k, v in split["class_map"].items()}
@@ -132,6 +144,7 @@ def evaluate_checkpoint(checkpoint: Path, store: SequenceStore, split: dict, *, 
                 "max_abs_diff": max(abs(in_training[k] - val[k]) for k in ("accuracy", "macro_f1")),
             },
             "device": str(device),
+            "eval_fp16": fp16,
         },
     }
     with atomic_path(predictions_out) as tmp:

@@ -67,6 +67,7 @@ def train_run(run: dict, seed: int, inputs: Any, outputs: Any, run_name: str, de
 def evaluate_run(run: dict, seed: int, inputs: Any, outputs: Any, run_name: str, bootstrap: dict,
                  data_kind: str, descriptor: dict, study: str) -> dict:
     inputs, outputs = _as_dict(inputs), _as_dict(outputs)
+    cfg = train_config(run, seed)
     store, split = _store(run, inputs)
     summary = json.loads(Path(inputs["summary"]).read_text())
     return evaluate_checkpoint(
@@ -74,10 +75,11 @@ def evaluate_run(run: dict, seed: int, inputs: Any, outputs: Any, run_name: str,
         split_name=run["split"], data_kind=data_kind, train_summary=summary,
         metrics_out=Path(outputs["metrics"]), predictions_out=Path(outputs["predictions"]),
         iterations=int(bootstrap["iterations"]), boot_seed=int(bootstrap["seed"]),
-        max_frames=int(run.get("max_eval_frames", 720)), primary=descriptor["primary"],
+        max_frames=cfg.max_eval_frames, primary=descriptor["primary"],
         unit=descriptor.get("unit", "test sequence"),
         expected={"run": run_name, "model": run["model"], "input": run["input"], "split": run["split"],
-                  "config_fingerprint": train_config(run, seed).fingerprint()},
+                  "config_fingerprint": cfg.fingerprint()},
+        eval_fp16=cfg.eval_fp16,
     )
 
 

@@ -1,5 +1,12 @@
 """The scoliosis trainer: P x K clips, cross-entropy (logit scale) plus batch-all triplet loss.
 
+The recipe keys default to OpenGait's released ScoNet recipe (ShiqiYu/OpenGait, commit
+0efafd4779f127fbce34f22aff301bd82e923da5: configs/sconet/sconet_scoliosis1k.yaml,
+opengait/modeling/models/sconet.py, losses/ce.py, losses/triplet.py, data/sampler.py,
+modeling/base_model.py): triplet loss on subject ids over P subjects x K sequences, label
+smoothing 0.1, triplet loss averaged per part, Xavier / N(1, 0.02) initialisation, fp16 autocast
+at test time. The other value of each key is medrepro's earlier behaviour.
+
 Everything else (resume, SIGTERM, determinism, selection, device, AMP, logs) is the shared loop
 in :mod:`medrepro.train.loop`.
 """
@@ -13,9 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from medrepro.studies.scoliosis.evaluate import predict, score_predictions
-from medrepro.studies.scoliosis.losses import part_cross_entropy, part_triplet
-from medrepro.studies.scoliosis.store import PKSampler, SequenceStore
+from medrepro.errors import InputError
+from medrepro.studies.scoliosis.evaluate import fp16_at_eval, predict, score_predictions
+from medrepro.studies.scoliosis.losses import TRIPLET_REDUCTIONS, part_cross_entropy, part_triplet
+from medrepro.studies.scoliosis.init import INITS, opengait_init
+from medrepro.studies.scoliosis.store import SAMPLER_MODES, PKSampler, SequenceStore
 from medrepro.train.loop import LoopConfig, Trainer, fit
 from medrepro.train.registry import build_model, model_needs
 
@@ -35,6 +44,23 @@ class TrainConfig(LoopConfig):
     triplet_weight: float = 1.0
     class_weights: Any = None  # None | "auto" | [w0, w1, w2]
     max_eval_frames: int = 720
+    triplet_labels: str = "subject"  # subject (OpenGait: P subjects x K sequences) | class
+    label_smoothing: float = 0.1  # OpenGait's CrossEntropyLoss eps
+    triplet_reduction: str = "per_part"  # per_part (OpenGait) | pooled
+    init: str = "opengait"  # opengait (Xavier conv/linear, BN N(1, 0.02)) | pytorch (torch defaults)
+    eval_fp16: bool = True  # fp16 autocast at validation / test when on CUDA (OpenGait's evaluator)
+
+    def __post_init__(self) -> None:
+        choices = {"triplet_labels": SAMPLER_MODES, "triplet_reduction": TRIPLET_REDUCTIONS, "init": INITS}
+        for key, allowed in choices.items():
+            value = getattr(self, key)
+            if not isinstance(value, str) or value not in allowed:
+                raise InputError(None, key, f"got {value!r}", f"one of {', '.join(allowed)}")
+        eps = self.label_smoothing
+        if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not 0 <= eps < 1:
+            raise InputError(None, "label_smoothing", f"got {eps!r}", "a number in [0, 1)")
+        if not isinstance(self.eval_fp16, bool):
+            raise InputError(None, "eval_fp16", f"got {self.eval_fp16!r}", "true or false")
 
 
 def auto_class_weights(labels: list[int], n_classes: int) -> list[float]:
@@ -50,7 +76,7 @@ class ScoliosisTrainer(Trainer):
                  higher_is_better: bool = True):
         super().__init__(cfg, primary, higher_is_better)
         self.store, self.split = store, split
-        self.sampler = PKSampler(split["train"], store.labels, cfg.p, cfg.k, cfg.clip)
+        self.sampler = PKSampler(split["train"], store.labels, cfg.p, cfg.k, cfg.clip, by=cfg.triplet_labels)
         self.uses_pav = "pav" in model_needs(cfg.model)
         weights = cfg.class_weights
         if weights == "auto":
@@ -59,7 +85,11 @@ class ScoliosisTrainer(Trainer):
         self._weight_t = None
 
     def build_model(self) -> torch.nn.Module:
-        return build_model(self.cfg.model, **self._model_kwargs())
+        """The model, initialised as ``init`` says (the loop seeds torch before this runs)."""
+        model = build_model(self.cfg.model, **self._model_kwargs())
+        if self.cfg.init == "opengait":
+            opengait_init(model)
+        return model
 
     def _model_kwargs(self) -> dict:
         return {"in_channels": self.store.channels, "n_classes": self.cfg.n_classes, "width": self.cfg.width}
@@ -68,21 +98,31 @@ class ScoliosisTrainer(Trainer):
         return {"model": self.cfg.model, **self._model_kwargs()}
 
     def next_batch(self, rng: np.random.Generator):
-        x, y, pav = self.sampler.batch(self.store, rng)
+        x, y, tri_y, pav = self.sampler.batch(self.store, rng)
         pav_t = torch.from_numpy(pav).to(self.device) if (self.uses_pav and pav is not None) else None
-        return torch.from_numpy(x).to(self.device), torch.from_numpy(y).to(self.device), pav_t
+        x_t, y_t, tri_t = (torch.from_numpy(a).to(self.device) for a in (x, y, tri_y))
+        return x_t, y_t, tri_t, pav_t
 
     def loss(self, model, batch):
-        x, y, pav = batch
+        """CE on the class labels; triplet loss on the sampler's triplet labels (subject ids as in
+        OpenGait's ScoNet, whose triplet term gets ``pids`` and softmax term the class: sconet.py)."""
+        x, y, tri_y, pav = batch
         if self._weight_t is None and self.class_weights is not None:
             self._weight_t = torch.tensor(self.class_weights, dtype=torch.float32, device=self.device)
         emb, logits = model(x, pav)
-        ce = part_cross_entropy(logits, y, self.cfg.ce_scale, self._weight_t)
-        tri = part_triplet(emb, y, self.cfg.triplet_margin)
+        ce = part_cross_entropy(logits, y, self.cfg.ce_scale, self._weight_t, self.cfg.label_smoothing)
+        tri = part_triplet(emb, tri_y, self.cfg.triplet_margin, self.cfg.triplet_reduction)
         return self.cfg.ce_weight * ce + self.cfg.triplet_weight * tri, {"ce": ce, "triplet": tri}
 
+    @property
+    def eval_fp16_used(self) -> bool:
+        return fp16_at_eval(self.cfg.eval_fp16, self.device)
+
     def validate(self, model, split: str, amp: bool) -> dict[str, float]:
-        pred = predict(model, self.store, self.split[split], self.device, self.cfg.max_eval_frames, amp)
+        """Validation under fp16 autocast iff ``eval_fp16`` on CUDA (the loop's training-time
+        ``amp`` is not used here), as the standalone evaluation does, so the two agree."""
+        pred = predict(model, self.store, self.split[split], self.device, self.cfg.max_eval_frames,
+                       self.eval_fp16_used)
         scores = score_predictions(pred, self.cfg.n_classes)
         return {k: scores[k] for k in dict.fromkeys(("accuracy", "macro_f1", self.primary))}
 
@@ -90,7 +130,7 @@ class ScoliosisTrainer(Trainer):
         return self.cfg.p * self.cfg.k
 
     def summary_extra(self) -> dict:
-        return {"class_weights": self.class_weights}
+        return {"class_weights": self.class_weights, "eval_fp16": self.eval_fp16_used}
 
 
 def train(cfg: TrainConfig, store: SequenceStore, split: dict, run_dir: Path, checkpoint_out: Path,

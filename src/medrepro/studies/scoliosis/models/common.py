@@ -79,3 +79,4 @@ def horizontal_pooling(x: torch.Tensor, parts: int) -> torch.Tensor:
 
 def scaled(width: float, channels: int) -> int:
     return max(4, int(round(channels * width)))
+
