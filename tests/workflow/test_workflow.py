@@ -70,6 +70,19 @@ def test_full_run_outputs(done):
     resume = json.loads((res / "scoliosis/checks/resume.json").read_text())
     assert resume["identical"] and resume["resumed"]
     assert (res / "scoliosis/figures/skeleton_maps.png").stat().st_size > 1000
+    # the opengait preset: named in the config, resolved in provenance and the maps' index,
+    # and every one of its keys in the audit's preprocessing table
+    og = json.loads((res / "scoliosis/prep/skeleton_maps/opengait.scoliosis_skeleton_maps.provenance.json").read_text())
+    assert og["params"]["variant"] == {"preset": "opengait"}
+    resolved = og["extra"]["skeleton_maps"]["resolved_params"]
+    assert resolved["preset"] == "opengait" and resolved["window"] == "truncated" and resolved["align"] == "per_channel"
+    assert og["extra"]["skeleton_maps"]["zero_height_frames"] == 0
+    index = json.loads((res / "scoliosis/prep/skeleton_maps/opengait/index.json").read_text())
+    assert index["params"] == resolved
+    audit = (res / "audit/scoliosis.md").read_text()
+    for key in ("missing", "normalise_on", "window", "short_limb", "quantize", "crop_width"):
+        assert f"| `{key}` |" in audit, key
+    assert "| `preset` | " in audit and "opengait" in audit
 
 
 def test_nothing_to_do_after_a_run_and_readme_edit_reruns_nothing(done):
@@ -125,7 +138,7 @@ def test_editing_the_skeleton_map_renderer_reruns_maps_and_their_runs_only(done)
     wd, _ = done
     outputs = _plan_after_edit(wd, "src/medrepro/studies/scoliosis/skeleton_maps/render.py", planned_wildcards)
     jobs = _plan_after_edit(wd, "src/medrepro/studies/scoliosis/skeleton_maps/render.py", planned_jobs)
-    assert jobs["scoliosis_skeleton_maps"] == 1
+    assert jobs["scoliosis_skeleton_maps"] == 2  # body_only and opengait
     assert "scoliosis_pav" not in jobs and "scoliosis_manifest" not in jobs and "scoliosis_split" not in jobs
     runs = {o.split("/runs/")[1].split("/")[0] for o in outputs if "/runs/" in o}
     assert runs == {"ske_112", "ske_118", "drf_112", "ske_112_ft"}
@@ -138,7 +151,7 @@ def test_editing_the_pose_readers_reruns_skeleton_maps_pav_and_everything_after(
     module: editing it replans the manifest, both preprocessing steps and every run."""
     wd, _ = done
     jobs = _plan_after_edit(wd, "src/medrepro/studies/scoliosis/data.py", planned_jobs)
-    assert jobs["scoliosis_manifest"] == 1 and jobs["scoliosis_skeleton_maps"] == 1
+    assert jobs["scoliosis_manifest"] == 1 and jobs["scoliosis_skeleton_maps"] == 2
     assert jobs["scoliosis_pav"] == 1 and jobs["scoliosis_train"] == 5 and jobs["scoliosis_evaluate"] == 5
     assert "scoliosis_synthesize" not in jobs
 

@@ -3,32 +3,52 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pandas as pd
 
 from medrepro.fsutil import write_text
 from medrepro.studies.scoliosis.data import check_disjoint
+from medrepro.studies.scoliosis.layout import NAME, variant_of
 from medrepro.studies.scoliosis.skeleton_maps import SkeletonMapParams
+from medrepro.studies.scoliosis.skeleton_maps.params import MEANINGS, PRESETS, REPRESENTATION_JOINTS
 from medrepro.report.claims import claims_table, load_claims
 from medrepro.report.summary import rank_study
 from medrepro.report.render import fmt_ci, render
 
-OPEN_CHOICES = {
-    "canvas": "canvas size in px before cropping",
-    "height_ratio": "body y-extent = canvas / height_ratio",
-    "sigma": "Gaussian width (px on the canvas) for joints and limbs",
-    "joint_weight": "multiplier of the joint channel",
-    "limb_weight": "multiplier of the limb channel",
-    "use_score": "Gaussian peak = keypoint confidence",
-    "eps": "values below eps set to 0",
-    "impute": "filling of missing keypoints across frames",
-    "knn_k": "neighbours for KNN imputation",
-    "align": "crop box shared by both channels or per channel",
-    "representation": "joints kept",
-    "out_size": "output side after area resize",
-    "dtype": "stored dtype (quantization)",
+
+
+#: What a claim in config/claims.yaml is about (its `match` block) and the values each may take;
+#: null means the source does not state it. Runs get the same attributes from run_attributes.
+CLAIM_ATTRIBUTES = {
+    "model": ("sconet", "drf"),
+    "input": ("silhouette", *REPRESENTATION_JOINTS),
+    "split": ("112", "114", "118", "1116"),
+    "selection": ("val", "last", "test"),
+    "init_from": (True, False),
 }
+
+
+def run_attributes(run_cfg: dict, study_config: dict) -> dict:
+    """A run's attributes in the terms of CLAIM_ATTRIBUTES: its model, its input representation
+    (silhouette, or the `representation` of its skeleton-map variant), split, checkpoint
+    selection and whether it starts from another run's checkpoint. ``run_cfg`` is the run's
+    config merged over train_defaults."""
+    variant = variant_of(run_cfg["input"])
+    if variant is None:
+        representation = run_cfg["input"]
+    else:
+        params = dict(study_config.get("skeleton_maps", {}).get(variant, {}))
+        representation = SkeletonMapParams.from_dict(params).representation
+    return {"model": run_cfg["model"], "input": representation, "split": str(run_cfg["split"]),
+            "selection": run_cfg.get("selection", "val"),  # the training loop's default
+            "init_from": bool(run_cfg.get("init_from"))}
+
+
+def load_scoliosis_claims(path: Path, metrics: list[str]) -> list[dict]:
+    """The study's claims; each must carry every metric of ``metrics`` and state every attribute."""
+    return load_claims(path, NAME, metrics=metrics, attributes=CLAIM_ATTRIBUTES)
 
 
 def _counts(counts: dict) -> str:
@@ -66,7 +86,8 @@ def write_scoliosis_audit(metrics: list[Path], summaries: list[Path], splits: li
     resume_result = json.loads(Path(resume).read_text())
 
     # 2. Claims
-    claim_rows = claims_table(load_claims(claims, "scoliosis"), ranked, run_cfgs, primary, desc["columns"], data_kind)
+    attrs = {run: run_attributes(cfg, study_config) for run, cfg in run_cfgs.items()}
+    claim_rows = claims_table(load_scoliosis_claims(claims, desc["columns"]), ranked, attrs, desc["columns"], data_kind)
 
     # 3. Strongest practical model: the best run not selected on test, ties among those runs.
     clean_df = df[~df["test_guided"].astype(bool)]
@@ -92,7 +113,8 @@ def write_scoliosis_audit(metrics: list[Path], summaries: list[Path], splits: li
 
     # 5. Open preprocessing choices
     variants = study_config.get("skeleton_maps", {})
-    resolved = {name: SkeletonMapParams.from_dict(dict(v)).__dict__ for name, v in variants.items()}
+    resolved = {name: asdict(SkeletonMapParams.from_dict(dict(v))) for name, v in variants.items()}
+    presets = {name: asdict(SkeletonMapParams.of_preset(name)) for name in PRESETS}
     used_variants = sorted({cfg["input"].split(".", 1)[1] for cfg in run_cfgs.values() if cfg["input"].startswith("skeleton_maps.")})
 
     text = render(
@@ -100,7 +122,7 @@ def write_scoliosis_audit(metrics: list[Path], summaries: list[Path], splits: li
         stack=stack, resume=resume_result, claims=claim_rows, best=best, tied_with_best=tied_with_best,
         best_beats_chance=best_beats_chance,
         guided=guided, split_checks=split_checks, pav_checks=pav_checks, variants=resolved,
-        used_variants=used_variants, open_choices=OPEN_CHOICES, study=study_config, by_run=by_run, fmt_ci=fmt_ci,
+        used_variants=used_variants, open_choices=MEANINGS, presets=presets, study=study_config, by_run=by_run, fmt_ci=fmt_ci,
         ranked=ranked,
     )
     write_text(out_md, text)
