@@ -88,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.opengait is not None:
         return _versus_released(args, seqs, params)
+    if args.preset != "medrepro":
+        print(f"the reference loop draws the medrepro preset; for preset {args.preset} pass --opengait DIR "
+              "(a checkout of ShiqiYu/OpenGait) to compare with the released pretreatment")
+        return 2
 
     # Agreement with the reference (and its speed) on the first --ref-frames frames.
     clip = seqs[0][: args.ref_frames]
@@ -128,8 +132,12 @@ def _versus_released(args, seqs: list[np.ndarray], params: SkeletonMapParams) ->
 
     released = load_released(args.opengait)
     cv2.setNumThreads(1)
-    ref_seqs = [s[: args.ref_frames] for s in seqs[: max(1, args.ref_frames // args.seq_len)]] or seqs[:1]
-    ref_frames = sum(len(s) for s in ref_seqs)
+    ref_seqs, ref_frames = [], 0  # whole sequences, --ref-frames or more in all
+    for s in seqs:
+        if ref_frames >= args.ref_frames:
+            break
+        ref_seqs.append(s)
+        ref_frames += len(s)
     with threadpool_limits(1):
         diff, t_rel, t_ours = 0, [], []
         for _ in range(args.repeat):
