@@ -25,7 +25,8 @@ def test_scoliosis_template_plans_real_data_runs(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     assert "scoliosis_synthesize" not in out.stdout
     assert "counterfactual_" not in out.stdout  # disabled by the template
-    assert out.stdout.count("rule scoliosis_train:") == 12  # 5 default runs + drf_118, 2 seeds each
+    assert out.stdout.count("rule scoliosis_train:") == 14  # 5 default runs + drf_118 + ske_og_112, 2 seeds each
+    assert "prep/skeleton_maps/opengait" in out.stdout  # the released pretreatment's maps
 
 
 def test_templates_validate_against_the_schema(tmp_path):
