@@ -161,6 +161,50 @@ def packages() -> dict[str, str | None]:
     return out
 
 
+_ENVIRONMENT: dict[str, Any] | None = None
+
+
+def environment() -> dict[str, Any]:
+    """The full installed package set of this Python: every distribution's normalised name and
+    version, and the sha256 of :func:`environment_text` of it (one hash names the set)."""
+    global _ENVIRONMENT
+    if _ENVIRONMENT is None:
+        dists: dict[str, str] = {}
+        for dist in importlib.metadata.distributions():
+            name = (dist.metadata["Name"] or "").strip()
+            if name:
+                dists.setdefault(name.lower().replace("_", "-"), dist.version)
+        dists = dict(sorted(dists.items()))
+        text = "".join(f"{n}=={v}\n" for n, v in dists.items())
+        _ENVIRONMENT = {"sha256": hashlib.sha256(text.encode()).hexdigest(), "distributions": dists}
+    return _ENVIRONMENT
+
+
+def environment_text(env: dict[str, Any] | None = None) -> str:
+    """``name==version`` lines of :func:`environment`, sorted (what its sha256 is taken of)."""
+    env = env or environment()
+    return "".join(f"{n}=={v}\n" for n, v in env["distributions"].items())
+
+
+def write_environment(path: Path) -> dict[str, Any]:
+    """``path``: this Python's package set, one ``name==version`` per line after three ``#``
+    header lines (Python, platform, the sha256 of the lines below). Returns :func:`environment`."""
+    from medrepro.fsutil import write_text
+
+    env = environment()
+    header = (f"# python {sys.version.split()[0]} ({sys.executable})\n# platform {platform.platform()}\n"
+              f"# sha256 of the {len(env['distributions'])} lines below: {env['sha256']}\n")
+    write_text(Path(path), header + environment_text(env))
+    return env
+
+
+def read_environment(path: Path) -> dict[str, Any]:
+    """The package set in a file written by :func:`write_environment`: the sha256 of its
+    ``name==version`` lines (recomputed from the bytes, not taken from the header) and their count."""
+    lines = [ln for ln in Path(path).read_text().splitlines(keepends=True) if not ln.startswith("#")]
+    return {"sha256": hashlib.sha256("".join(lines).encode()).hexdigest(), "n_distributions": len(lines)}
+
+
 def cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -344,6 +388,7 @@ class Recorder:
             },
             "python": sys.version.split()[0],
             "packages": packages(),
+            "environment": environment(),
             "host": socket.gethostname(),
             "platform": platform.platform(),
             "device": self.device,

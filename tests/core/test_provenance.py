@@ -169,3 +169,32 @@ def test_an_output_outside_its_records_folder_keeps_its_lineage(tmp_path, monkey
     from medrepro.verify import verify_results
 
     assert verify_results(tmp_path / "results").clean
+
+
+def test_records_carry_the_full_package_set_and_environment_txt_matches(tmp_path):
+    import hashlib
+    import importlib.metadata
+
+    import numpy
+
+    from medrepro.provenance import environment, read_environment, write_environment
+
+    env = environment()
+    assert env["distributions"]["numpy"] == numpy.__version__
+    assert env["distributions"]["medrepro"] == importlib.metadata.version("medrepro")
+    assert len(env["distributions"]) == len({d.metadata["Name"].lower().replace("_", "-")
+                                               for d in importlib.metadata.distributions() if d.metadata["Name"]})
+    lines = "".join(f"{n}=={v}\n" for n, v in env["distributions"].items())
+    assert env["sha256"] == hashlib.sha256(lines.encode()).hexdigest()
+    out = tmp_path / "o.txt"
+    out.write_text("x")
+    rec = Recorder("r", {}, {}, [], [out], code_modules=["medrepro.fsutil"]).finish(tmp_path / "r.provenance.json")
+    assert rec["environment"] == env
+    path = tmp_path / "environment.txt"
+    write_environment(path)
+    text = path.read_text()
+    assert f"numpy=={numpy.__version__}\n" in text and env["sha256"] in text.splitlines()[2]
+    assert read_environment(path) == {"sha256": env["sha256"], "n_distributions": len(env["distributions"])}
+    # the hash is recomputed from the lines, not read from the header
+    path.write_text(text.replace(f"numpy=={numpy.__version__}", "numpy==0.0"))
+    assert read_environment(path)["sha256"] != env["sha256"]

@@ -4,6 +4,7 @@ import copy
 import json
 
 import jsonschema
+import numpy as np
 import pytest
 
 from workflow_utils import REPO, TINY, make_workdir, planned_jobs, planned_wildcards, snakemake, write_config
@@ -83,6 +84,13 @@ def test_full_run_outputs(done):
     for key in ("missing", "normalise_on", "window", "short_limb", "quantize", "crop_width"):
         assert f"| `{key}` |" in audit, key
     assert "| `preset` | " in audit and "opengait" in audit
+    # the run's package set, once, and every record behind the leaderboard names it
+    from medrepro.provenance import environment, read_environment
+
+    env_file = read_environment(res / "environment.txt")
+    assert env_file["sha256"] == environment()["sha256"]  # the tests' Python ran the jobs
+    assert f"numpy=={np.__version__}" in (res / "environment.txt").read_text().splitlines()
+    assert board.count("every job record behind these rows names the package set in [environment.txt]") == 1
 
 
 def test_nothing_to_do_after_a_run_and_readme_edit_reruns_nothing(done):

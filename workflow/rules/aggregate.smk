@@ -2,9 +2,30 @@
 # contract), metrics.json files and each study's descriptor. Nothing here names a study.
 
 
+from medrepro.provenance import environment as _environment
+
+
 localrules:
     study_summary,
     leaderboard,
+    environment,
+
+
+rule environment:
+    output:
+        txt=f"{R}/environment.txt",
+        prov=f"{R}/environment.provenance.json",
+    log:
+        f"{R}/logs/environment.log",
+    conda:
+        CONDA_ENV
+    params:
+        # the package set of the Python that runs snakemake: when it changes, this reruns (the
+        # file itself lists the set of the Python the job ran in; with --sdm conda, the env's)
+        sha256=_environment()["sha256"],
+        code=mw.rule_code("environment.py"),
+    script:
+        "../scripts/environment.py"
 
 
 rule study_summary:
@@ -42,6 +63,7 @@ rule leaderboard:
         # results/leaderboard.md builds everything
         audits=lambda w: [lay.audit for lay in active_layouts().values() if lay.audit],
         figures=lambda w: [t for lay in active_layouts().values() for t in lay.targets],
+        environment=f"{R}/environment.txt",
     output:
         md=report(
             f"{R}/leaderboard.md",

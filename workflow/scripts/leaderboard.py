@@ -12,4 +12,5 @@ with job(snakemake):
         title=snakemake.params.title,
         out_md=Path(snakemake.output.md),
         audits=[Path(p) for p in snakemake.input.audits],
+        environment=Path(snakemake.input.environment),
     )

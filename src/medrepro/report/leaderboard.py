@@ -14,13 +14,14 @@ from pathlib import Path
 import pandas as pd
 
 from medrepro.fsutil import write_text
+from medrepro.provenance import read_environment
 from medrepro.report.render import fmt_ci, render
 from medrepro.report.summary import LEVEL, rank_study
 
 
 def compute_usage(metrics_paths: list[Path]) -> dict:
     """Device, CPU/GPU hours and SLURM jobs from the provenance files beside the metrics."""
-    seen, jobs, cpu_h, gpu_h, devices, partitions = set(), set(), 0.0, 0.0, set(), set()
+    seen, jobs, cpu_h, gpu_h, devices, partitions, envs = set(), set(), 0.0, 0.0, set(), set(), set()
     for mp in metrics_paths:
         for prov in Path(mp).parent.glob("*.provenance.json"):
             if prov in seen:
@@ -35,17 +36,24 @@ def compute_usage(metrics_paths: list[Path]) -> dict:
             else:
                 cpu_h += hours
                 devices.add(f"CPU: {dev.get('cpu')}")
+            envs.add((rec.get("environment") or {}).get("sha256") or "unrecorded")
             if rec.get("slurm"):
                 jobs.add(rec["slurm"]["job_id"])
                 if rec["slurm"].get("partition"):
                     partitions.add(rec["slurm"]["partition"])
     return {"jobs": len(seen), "gpu_hours": gpu_h, "cpu_hours": cpu_h, "devices": sorted(devices),
-            "slurm_jobs": len(jobs), "partitions": sorted(partitions)}
+            "slurm_jobs": len(jobs), "partitions": sorted(partitions), "environments": sorted(envs)}
 
 
 def write_leaderboard(summaries: list[Path], studies: list[str], descriptors: dict, bootstrap: dict, title: str,
-                      out_md: Path, audits: list[Path] | None = None, template_dir: Path | None = None) -> str:
+                      out_md: Path, audits: list[Path] | None = None, template_dir: Path | None = None,
+                      environment: Path | None = None) -> str:
+    """``environment``: the run's package-set file (``results/environment.txt``); each section
+    says whether the job records behind its rows name that package set."""
     sections = []
+    env = None
+    if environment is not None:
+        env = {**read_environment(environment), "link": os.path.relpath(environment, out_md.parent)}
     audit_of = {Path(a).stem: os.path.relpath(a, out_md.parent) for a in (audits or [])}
     for study, summary_path in zip(studies, summaries):
         df = pd.read_csv(summary_path, dtype={"split": str, "lineage_id": str})
@@ -63,6 +71,6 @@ def write_leaderboard(summaries: list[Path], studies: list[str], descriptors: di
                           "seed": int(desc.get("bootstrap", {}).get("seed", bootstrap["seed"]))},
         })
     text = render("leaderboard.md.j2", template_dir, title=title, sections=sections, bootstrap=bootstrap,
-                  level=LEVEL, fmt_ci=fmt_ci)
+                  level=LEVEL, fmt_ci=fmt_ci, environment=env)
     write_text(out_md, text)
     return text
