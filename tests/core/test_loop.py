@@ -131,3 +131,25 @@ def test_identical_runs_give_identical_bytes(tmp_path):
 def test_unknown_selection_is_refused(tmp_path):
     with pytest.raises(ValueError, match="selection"):
         _fit(tmp_path, ToyRegression(ToyConfig(**{**CFG, "selection": "best"})))
+
+
+def test_progress_lines_with_eta_and_log_every_does_not_touch_resume(tmp_path, caplog):
+    import logging
+    import re
+
+    with caplog.at_level(logging.INFO, logger="medrepro.train.loop"):
+        _fit(tmp_path / "a", ToyRegression(ToyConfig(**{**CFG, "log_every": 10})))
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("step ")]
+    assert [line.split()[1] for line in lines] == ["10/30", "20/30", "30/30"]
+    m = re.fullmatch(r"step 10/30 \(33%\) loss (\d+\.\d{4}) elapsed (\d+\.\d) s ETA (\d+\.\d) s", lines[0])
+    assert m, lines[0]
+    log = [json.loads(x) for x in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert float(m.group(1)) == pytest.approx(log[9]["loss"], abs=1e-4)
+    assert lines[-1].endswith("ETA 0.0 s")
+    # default: every iterations // 20 steps (at least 1): here 40 iterations, a line every 2 steps
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="medrepro.train.loop"):
+        _fit(tmp_path / "b", ToyRegression(ToyConfig(**{**CFG, "iterations": 40})))
+    assert sum(r.getMessage().startswith("step ") for r in caplog.records) == 20
+    # how often the log speaks is not part of what a resumed state must match
+    assert ToyConfig(**CFG).fingerprint() == ToyConfig(**{**CFG, "log_every": 3}).fingerprint()

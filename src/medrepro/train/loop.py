@@ -14,6 +14,8 @@ Guarantees, whatever the study:
   or ``test`` (best test value: flagged test-guided wherever its numbers appear);
 - CUDA where torch sees a GPU, with fp16 autocast when ``amp`` is set; CPU otherwise;
 - a JSON-lines log with one entry per step, and validation entries every ``eval_every`` steps;
+- a progress line in the job's log every ``log_every`` steps (about 20 per run by default):
+  step, loss, elapsed time and an ETA, so a long SLURM job's log shows where it is;
 - byte-stable outputs: the checkpoint, the log and the summary hold no timings or file names, so
   the same work gives the same bytes (timings are returned for the job's provenance instead).
 
@@ -72,9 +74,12 @@ class LoopConfig:
     amp: bool = True  # mixed precision when on CUDA
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 1
+    log_every: int = 0  # progress line (step, loss, elapsed, ETA) every N steps; 0: about 20 per run
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode()).hexdigest()
+        """What determines the weights (``log_every`` only decides how often the log speaks)."""
+        fields = {k: v for k, v in asdict(self).items() if k != "log_every"}
+        return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def make_optimizer(cfg: LoopConfig, model: torch.nn.Module):
@@ -183,6 +188,14 @@ def save_torch(obj: Any, path: Path) -> None:
         tmp.write_bytes(buf.getvalue())
 
 
+def progress_line(step: int, total: int, loss: float, elapsed: float, done_here: int) -> str:
+    """``step 40/100 (40%) loss 1.2345 elapsed 12.3 s ETA 18.5 s``; the ETA extrapolates the
+    steps this process has run (a resumed job counts from where it resumed)."""
+    eta = elapsed / done_here * (total - step) if done_here > 0 else float("nan")
+    return (f"step {step}/{total} ({100 * step // max(total, 1)}%) loss {loss:.4f} "
+            f"elapsed {elapsed:.1f} s ETA {eta:.1f} s")
+
+
 def run_fingerprint(cfg: LoopConfig, inputs: dict[str, str] | None, init_from: Path | None) -> dict:
     """The parts of a run's fingerprint: config (with seed), input hashes (and code hash), the
     checkpoint it starts from."""
@@ -267,6 +280,8 @@ def fit(trainer: Trainer, run_dir: Path, checkpoint_out: Path, log_out: Path, su
     eval_splits = ["val", "test"] if cfg.selection == "test" else ["val"]
     select_on = {"val": "val", "test": "test", "last": None}[cfg.selection]
     t0 = time.time()
+    first_step = step
+    every = cfg.log_every or max(1, cfg.iterations // 20)
     with _SigtermFlag() as sigterm:
         while step < cfg.iterations:
             model.train()
@@ -290,6 +305,8 @@ def fit(trainer: Trainer, run_dir: Path, checkpoint_out: Path, log_out: Path, su
                 if improved or cfg.selection == "last":
                     best = {"score": score, "step": step, "state_dict": _cpu_state_dict(model)}
             log_lines.append(entry)
+            if step % every == 0 or step == cfg.iterations:
+                log.info("%s", progress_line(step, cfg.iterations, entry["loss"], time.time() - t0, step - first_step))
             if step % cfg.checkpoint_every == 0 and step < cfg.iterations:
                 save_resume()
             if sigterm.raised or step == stop_at:
