@@ -84,6 +84,8 @@ def test_full_run_outputs(done):
     for key in ("missing", "normalise_on", "window", "short_limb", "quantize", "crop_width"):
         assert f"| `{key}` |" in audit, key
     assert "| `preset` | " in audit and "opengait" in audit
+    assert "`opengait`: preset opengait, no key overridden." in audit
+    assert "`body_only`: preset medrepro, overriding `representation` = body-only." in audit
     # the run's package set, once, and every record behind the leaderboard names it
     from medrepro.provenance import environment, read_environment
 

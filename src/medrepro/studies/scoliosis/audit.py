@@ -113,7 +113,9 @@ def write_scoliosis_audit(metrics: list[Path], summaries: list[Path], splits: li
 
     # 5. Open preprocessing choices
     variants = study_config.get("skeleton_maps", {})
-    resolved = {name: asdict(SkeletonMapParams.from_dict(dict(v))) for name, v in variants.items()}
+    params = {name: SkeletonMapParams.from_dict(dict(v)) for name, v in variants.items()}
+    resolved = {name: asdict(p) for name, p in params.items()}
+    overrides = {name: p.differs_from(p.preset) for name, p in params.items()}
     presets = {name: asdict(SkeletonMapParams.of_preset(name)) for name in PRESETS}
     used_variants = sorted({cfg["input"].split(".", 1)[1] for cfg in run_cfgs.values() if cfg["input"].startswith("skeleton_maps.")})
 
@@ -122,7 +124,7 @@ def write_scoliosis_audit(metrics: list[Path], summaries: list[Path], splits: li
         stack=stack, resume=resume_result, claims=claim_rows, best=best, tied_with_best=tied_with_best,
         best_beats_chance=best_beats_chance,
         guided=guided, split_checks=split_checks, pav_checks=pav_checks, variants=resolved,
-        used_variants=used_variants, open_choices=MEANINGS, presets=presets, study=study_config, by_run=by_run, fmt_ci=fmt_ci,
+        used_variants=used_variants, open_choices=MEANINGS, presets=presets, overrides=overrides, study=study_config, by_run=by_run, fmt_ci=fmt_ci,
         ranked=ranked,
     )
     write_text(out_md, text)
