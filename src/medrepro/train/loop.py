@@ -6,7 +6,7 @@ Guarantees, whatever the study:
   torch's deterministic mode is switched on);
 - a job that is killed, or receives SIGTERM (SLURM preemption or time limit), resumes from its
   last resume state and ends with the same weights and metrics as an uninterrupted run: the
-  state holds model, optimizer, scheduler, grad scaler, both RNG states, the evaluation history
+  state holds model, optimizer, scheduler, grad scaler, the NumPy, torch and (on CUDA) CUDA RNG states, the evaluation history
   and the best weights so far. The state carries a fingerprint of everything that determines
   training (the run's config and seed, the code hash, the bytes of every input, the checkpoint it
   starts from): state with another fingerprint is discarded, and the log says which part differed;
@@ -60,11 +60,13 @@ class LoopConfig:
 
     model: str = ""
     iterations: int = 20000
-    optimizer: str = "sgd"  # sgd | adamw
+    optimizer: str = "sgd"  # sgd | adamw | adam
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    schedule: str = "multistep"  # multistep | cosine | constant
+    schedule: str = "multistep"  # multistep | cosine | constant | onecycle
+    max_lr: float = 0.01  # onecycle: the peak learning rate (torch's OneCycleLR starts at max_lr / 25)
+    pct_start: float = 0.3  # onecycle: share of the steps spent rising to max_lr
     milestones: tuple[int, ...] = (10000, 14000, 18000)
     gamma: float = 0.1
     eval_every: int = 500
@@ -83,21 +85,30 @@ class LoopConfig:
 
 
 def make_optimizer(cfg: LoopConfig, model: torch.nn.Module):
-    """SGD (momentum) or AdamW, with a multistep, cosine or constant schedule stepped per step."""
+    """SGD (momentum), AdamW or Adam, with a multistep, cosine, constant or one-cycle schedule
+    stepped every step (every batch). One-cycle is torch's ``OneCycleLR`` over ``iterations``
+    steps with ``max_lr`` and ``pct_start`` and its defaults otherwise (it sets the learning
+    rate itself, so ``lr`` only matters before the first step, and it cycles SGD's momentum or
+    Adam's beta1 between 0.85 and 0.95)."""
     if cfg.optimizer == "sgd":
         opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     elif cfg.optimizer == "adamw":
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    elif cfg.optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     else:
-        raise ValueError(f"optimizer {cfg.optimizer!r}: expected sgd or adamw")
+        raise ValueError(f"optimizer {cfg.optimizer!r}: expected sgd, adamw or adam")
     if cfg.schedule == "multistep":
         sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.milestones), gamma=cfg.gamma)
     elif cfg.schedule == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.iterations)
     elif cfg.schedule == "constant":
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    elif cfg.schedule == "onecycle":
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.max_lr, total_steps=cfg.iterations,
+                                                    pct_start=cfg.pct_start)
     else:
-        raise ValueError(f"schedule {cfg.schedule!r}: expected multistep, cosine or constant")
+        raise ValueError(f"schedule {cfg.schedule!r}: expected multistep, cosine, constant or onecycle")
     return opt, sched
 
 
@@ -115,6 +126,7 @@ class Trainer:
         self.primary = primary
         self.higher_is_better = higher_is_better
         self.device = torch.device("cpu")
+        self.step = 0  # steps done before the batch being drawn (set by the loop; survives a resume)
 
     # --- hooks -------------------------------------------------------------------------------
     def build_model(self) -> torch.nn.Module:
@@ -261,6 +273,8 @@ def fit(trainer: Trainer, run_dir: Path, checkpoint_out: Path, log_out: Path, su
             scaler.load_state_dict(state["scaler"])
             _set_rng_state(rng, state["numpy_rng"])
             torch.set_rng_state(state["torch_rng"])
+            if device.type == "cuda" and state.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state_all(list(state["cuda_rng"]))
             step, history, best = state["step"], json.loads(state["history"]), state["best"]
             log_lines = json.loads(state["log"])
             log_lines.append({"event": "resumed", "step": step})
@@ -272,7 +286,8 @@ def fit(trainer: Trainer, run_dir: Path, checkpoint_out: Path, log_out: Path, su
             "fingerprint": fingerprint, "fingerprint_parts": json.dumps(fp_parts),
             "model": _cpu_state_dict(model), "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(), "scaler": scaler.state_dict(), "numpy_rng": _rng_state(rng),
-            "torch_rng": torch.get_rng_state(), "step": step, "history": json.dumps(history), "best": best,
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None, "step": step, "history": json.dumps(history), "best": best,
             "log": json.dumps(log_lines),
         }
         save_torch(state, resume_path)
@@ -285,6 +300,7 @@ def fit(trainer: Trainer, run_dir: Path, checkpoint_out: Path, log_out: Path, su
     with _SigtermFlag() as sigterm:
         while step < cfg.iterations:
             model.train()
+            trainer.step = step
             batch = trainer.next_batch(rng)
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
                 loss, parts = trainer.loss(model, batch)
