@@ -46,6 +46,12 @@ def cluster_weights(clusters, iterations: int, seed: int, chunk: int = 1024) -> 
 
 
 def percentile_ci(replicates: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of the replicates; replicates where the statistic is undefined (NaN,
+    e.g. a correlation on a draw whose values are all equal) are left out; (nan, nan) when all are."""
     alpha = (1.0 - level) / 2.0 * 100.0
-    lo, hi = np.percentile(replicates, [alpha, 100.0 - alpha])
+    replicates = np.asarray(replicates, dtype=np.float64)
+    finite = replicates[~np.isnan(replicates)]
+    if finite.size == 0:
+        return float("nan"), float("nan")
+    lo, hi = np.percentile(finite, [alpha, 100.0 - alpha])
     return float(lo), float(hi)

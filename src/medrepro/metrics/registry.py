@@ -9,6 +9,9 @@ a row of ones is the point estimate). Names:
   ``average="macro"`` over all classes and ``zero_division=0``.
 - ``mean:<column>``: weighted mean of a numeric column of the per-unit table (a per-unit
   rate, count or score).
+- the regression metrics of :mod:`medrepro.metrics.regression` (``rmse``,
+  ``standardized_rmse``, ``pearson_r``, ...; :data:`REGRESSION`) from float ``y_true`` and
+  ``y_pred`` columns.
 
 The leaderboard reads the study's primary metric name from the study's descriptor, so the
 aggregation code never names a study.
@@ -23,8 +26,9 @@ import pandas as pd
 
 from medrepro.errors import InputError
 from medrepro.metrics.classification import CLASSIFICATION, classification_from_confusion, confusion_counts
+from medrepro.metrics.regression import REGRESSION, compute_regression
 
-__all__ = ["CLASSIFICATION", "classification_from_confusion", "compute", "confusion_counts", "known"]
+__all__ = ["CLASSIFICATION", "REGRESSION", "classification_from_confusion", "compute", "confusion_counts", "known"]
 
 
 def compute(name: str, table: pd.DataFrame, weights: np.ndarray, n_classes: int | None = None) -> np.ndarray:
@@ -35,17 +39,19 @@ def compute(name: str, table: pd.DataFrame, weights: np.ndarray, n_classes: int 
             n_classes = int(max(table["y_true"].max(), table["y_pred"].max())) + 1
         cm = confusion_counts(table["y_true"], table["y_pred"], n_classes, weights)
         return classification_from_confusion(cm)[name]
+    if name in REGRESSION:
+        return compute_regression(name, table, weights)
     if name.startswith("mean:"):
         column = name.split(":", 1)[1]
         if column not in table.columns:
             raise InputError(None, name, f"column {column!r} not in the per-unit table", "an existing column")
         values = table[column].to_numpy(dtype=np.float64)
         return (weights @ values) / weights.sum(axis=1)
-    raise InputError(None, "metric", f"unknown metric {name!r}", f"one of {CLASSIFICATION} or mean:<column>")
+    raise InputError(None, "metric", f"unknown metric {name!r}", f"one of {CLASSIFICATION + REGRESSION} or mean:<column>")
 
 
 def known(name: str) -> bool:
-    return name in CLASSIFICATION or name.startswith("mean:")
+    return name in CLASSIFICATION or name in REGRESSION or name.startswith("mean:")
 
 
 MetricFn = Callable[[pd.DataFrame, np.ndarray], np.ndarray]
