@@ -39,13 +39,16 @@ class Study:
     (``higher_is_better``), leaderboard ``columns``, resampling ``unit``, ``chance`` level and
     ``title``; the study's config block may override any key under ``descriptor``.
     ``layout(config, results)`` returns the study's :class:`Layout`. ``cli`` (optional)
-    registers the study's subcommands on the ``medrepro`` command line.
+    registers the study's subcommands on the ``medrepro`` command line. ``importer`` (optional,
+    ``"module:function"``) turns results made outside the pipeline (the study block's
+    ``external:`` entries) into the study's metrics; see :mod:`medrepro.external`.
     """
 
     name: str
     descriptor: dict
     layout: Callable[[dict, str], Layout]
     cli: Callable | None = None
+    importer: str | None = None
 
 
 _REGISTRY: dict[str, Study] = {}
@@ -95,7 +98,47 @@ def descriptor(config: dict, study: str) -> dict:
 
 
 def layouts(config: dict) -> dict[str, Layout]:
-    return {s.name: s.layout(config, config["results"]) for s in active_studies(config)}
+    """Each active study's layout; its metrics include those of its ``external:`` entries."""
+    out = {}
+    for s in active_studies(config):
+        lay = s.layout(config, config["results"])
+        out[s.name] = Layout(metrics=lay.metrics + external_metrics(config, s.name), targets=lay.targets,
+                             audit=lay.audit)
+    return out
+
+
+# --- results made outside the pipeline ------------------------------------------------------
+
+def external_entries(config: dict, study: str) -> dict[str, dict]:
+    """The study block's ``external:`` entries, name -> {path, data}; an entry is a path (a file
+    or a folder, as the study's importer expects) or ``{path: ..., data: real | synthetic}``."""
+    entries = study_cfg(config, study).get("external", {}) or {}
+    if entries and _REGISTRY.get(study) is not None and _REGISTRY[study].importer is None:
+        raise ValueError(f"studies.{study}.external: this study takes no results from outside the pipeline")
+    out = {}
+    for name, entry in entries.items():
+        if not _RUN_NAME.match(str(name)):
+            raise ValueError(f"studies.{study}.external: names must be plain identifiers, got {name!r}")
+        if name in study_cfg(config, study).get("runs", {}):
+            raise ValueError(f"studies.{study}.external.{name}: a run has this name too")
+        entry = {"path": entry} if isinstance(entry, str) else dict(entry)
+        out[name] = {"path": str(entry["path"]), "data": entry.get("data", "real")}
+    return out
+
+
+def external_dir(config: dict, study: str, name: str) -> str:
+    return results_path(config, study, "external", name)
+
+
+def external_metrics(config: dict, study: str) -> list[str]:
+    return [f"{external_dir(config, study, n)}/metrics.json" for n in external_entries(config, study)]
+
+
+def importer(study: str) -> str:
+    imp = _REGISTRY[study].importer
+    if imp is None:
+        raise ValueError(f"study {study!r} registers no importer")
+    return imp
 
 
 def run_cfg(config: dict, study: str, run: str) -> dict:
@@ -178,6 +221,11 @@ def results_path(config: dict, *parts: str) -> str:
 # --- code params ----------------------------------------------------------------------------
 
 SCRIPTS_DIR = TEMPLATE_DIR.parent / "scripts"
+
+
+def importer_code(study: str, script: str) -> dict:
+    """``code`` param of the shared import rule for ``study``: the script plus its importer."""
+    return rule_code(script, [importer(study).split(":", 1)[0]])
 
 
 def rule_code(script: str, extra: Iterable[str] = (), scripts_dir: Path | None = None,

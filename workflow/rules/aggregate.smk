@@ -9,6 +9,7 @@ localrules:
     study_summary,
     leaderboard,
     environment,
+    external_import,
 
 
 rule environment:
@@ -26,6 +27,29 @@ rule environment:
         code=mw.rule_code("environment.py"),
     script:
         "../scripts/environment.py"
+
+
+# Results a lab made outside the pipeline (a study block's `external:` entries): the study's
+# registered importer reads them; the row is marked external, with the file's sha256.
+rule external_import:
+    input:
+        source=lambda w: mw.external_entries(config, w.study)[w.name]["path"],
+    output:
+        metrics=f"{R}/{{study}}/external/{{name}}/metrics.json",
+        units=f"{R}/{{study}}/external/{{name}}/units.csv",
+        prov=f"{R}/{{study}}/external/{{name}}/external_import.provenance.json",
+    log:
+        f"{R}/logs/{{study}}/external_{{name}}.log",
+    conda:
+        CONDA_ENV
+    params:
+        entry=lambda w: mw.external_entries(config, w.study)[w.name],
+        importer=lambda w: mw.importer(w.study),
+        descriptor=lambda w: mw.descriptor(config, w.study),
+        bootstrap=config["bootstrap"],
+        code=lambda w: mw.importer_code(w.study, "external_import.py"),
+    script:
+        "../scripts/external_import.py"
 
 
 rule study_summary:

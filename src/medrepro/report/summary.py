@@ -61,7 +61,8 @@ def write_study_summary(metrics_paths: list[Path], descriptor: dict, out_csv: Pa
             raise InputError(path, "metrics", f"no {missing}", f"the study's columns {descriptor['columns']}")
         row = {"study": m["study"], "run": m["run"], "seed": m["seed"], "split": m.get("split"),
                "data": m.get("data", {}).get("kind"), "selection": m["selection"]["policy"],
-               "test_guided": bool(m["selection"]["test_guided"])}
+               "test_guided": bool(m["selection"]["test_guided"]),
+               "external": (m.get("external") or {}).get("sha256")}
         for name in descriptor["columns"]:
             v = m["metrics"][name]
             row.update({name: v["estimate"], f"{name}_ci_low": v["ci_low"], f"{name}_ci_high": v["ci_high"]})
@@ -146,6 +147,11 @@ def rank_study(summary: pd.DataFrame, descriptor: dict, iterations: int, seed: i
         runs.append({"run": run, "sub": sub, "tables": tables, "units": units})
     weights_by_units: dict[tuple, np.ndarray] = {}
     for r in runs:
+        if not r["units"]:  # metrics without per-unit values (e.g. an external file of summary metrics)
+            row = r["sub"].iloc[0]
+            r["point"] = {name: float(row[name]) for name in descriptor["columns"]}
+            r["ci"] = {name: (float(row[f"{name}_ci_low"]), float(row[f"{name}_ci_high"])) for name in descriptor["columns"]}
+            continue
         if r["units"] not in weights_by_units:
             weights_by_units[r["units"]] = cluster_weights(r["tables"][0]["cluster"], iterations, seed)
         w = weights_by_units[r["units"]]
@@ -164,13 +170,18 @@ def rank_study(summary: pd.DataFrame, descriptor: dict, iterations: int, seed: i
             "split": sub["split"].iloc[0] if "split" in sub else None,
             "data": sub["data"].iloc[0], "selection": ",".join(sorted(set(sub["selection"]))),
             "test_guided": bool(sub["test_guided"].any()),
+            "external": (str(sub["external"].iloc[0]) if "external" in sub and isinstance(sub["external"].iloc[0], str)
+                         else None),
             "point": r["point"], "ci": r["ci"],
             "seed_values": [float(v) for v in sub[primary]],
-            "lineage": [{"seed": s, "id": (lid or "")[:12], "provenance": p}
+            "lineage": [{"seed": s, "id": lid[:12] if isinstance(lid, str) else "",
+                         "provenance": p if isinstance(p, str) else None}
                         for s, lid, p in zip(sub["seed"], sub["lineage_id"], sub["provenance"])],
         }
         if r is leader:
             row["vs_leader"] = "leader"
+        elif not r["units"] or not leader["units"]:
+            row["vs_leader"] = "not paired (no per-unit values)"
         else:
             diff = _paired_diff(leader, r, primary, iterations, seed)
             if diff is None:
