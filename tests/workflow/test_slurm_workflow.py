@@ -305,6 +305,28 @@ def test_light_rules_ran_on_the_submit_host(slurm_run):
     assert {"leaderboard", "study_summary"} <= seen
 
 
+def _outputs(workdir: Path) -> dict[str, str]:
+    """Every output recorded by a job of the run: path -> sha256."""
+    out = {}
+    for prov in (workdir / "results").rglob("*.provenance.json"):
+        for o in json.loads(prov.read_text())["outputs"]:
+            out[o["path"]] = o["sha256"]
+    return out
+
+
+def test_equal_work_gives_byte_identical_outputs(slurm_run, tiny_local_results):
+    """The SLURM run and the local run of the same config are two whole runs in two folders:
+    every output either recorded has the same bytes (the leaderboard's compute line aside,
+    which states how each run was computed)."""
+    a, b = _outputs(tiny_local_results.workdir), _outputs(slurm_run.workdir)
+    assert set(a) == set(b) and len(a) > 30
+    differ = sorted(p for p in a if a[p] != b[p] and not p.endswith("leaderboard.md"))
+    assert not differ, f"outputs whose bytes differ between two runs of the same config: {differ}"
+    strip = lambda p: re.sub(r"Compute behind these rows:.*", "", (p / "results/leaderboard.md").read_text())
+    assert strip(tiny_local_results.workdir) == strip(slurm_run.workdir)
+    assert any(p.endswith("checkpoint.pt") for p in a)
+
+
 def test_results_equal_the_local_run(slurm_run, tiny_local_results):
     for run, seed in run_seeds(TINY):
         on_slurm = json.loads((run_dir(slurm_run.workdir, run, seed) / "metrics.json").read_text())
