@@ -24,6 +24,7 @@ CF_TINY = {
     "results": "results",
     "studies": {
         "scoliosis": {**copy.deepcopy(TINY["studies"]["scoliosis"]), "enabled": False},
+        "loes": {"enabled": False},
         "counterfactual": {
             "data": {"source": "synthetic",
                      "synthetic": {"n_sources": 24, "size": 64, "degraded_fraction": 0.2, "seed": 3}},
