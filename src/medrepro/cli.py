@@ -58,6 +58,27 @@ def _run_reproduce(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok else EXIT_MISMATCH
 
 
+def check_distinct_paths(inputs: dict[str, object], outputs: dict[str, object]) -> None:
+    """No output may overwrite an input or another output (``{flag: path}``; None: not given)."""
+    from pathlib import Path
+
+    seen: dict[Path, str] = {}
+    for flag, path in [*inputs.items(), *outputs.items()]:
+        if path is None:
+            continue
+        key = Path(path).resolve()
+        if key in seen and flag in outputs:
+            raise InputError(path, flag, f"is the same file as {seen[key]}", "an output path distinct from every input")
+        seen[key] = flag
+
+
+def check_bootstrap_args(iterations: int, seed: int) -> None:
+    if iterations < 1:
+        raise InputError(None, "--iterations", f"{iterations}", "a positive integer")
+    if seed < 0:
+        raise InputError(None, "--seed", f"{seed}", "an integer >= 0")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from medrepro.workflow import discover
 

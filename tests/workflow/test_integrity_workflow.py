@@ -13,18 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from workflow_utils import snakemake
+from workflow_utils import recorded_outputs, snakemake
 
 pytestmark = pytest.mark.workflow
 MEDREPRO = str(Path(sys.executable).parent / "medrepro")
-
-
-def _outputs(workdir: Path) -> dict[str, str]:
-    out = {}
-    for prov in (workdir / "results").rglob("*.provenance.json"):
-        for o in json.loads(prov.read_text())["outputs"]:
-            out[o["path"]] = o["sha256"]
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +24,7 @@ def second(tmp_path_factory, tiny_local_results):
     """A copy of the finished tiny run (with Snakemake's metadata), for the tests to tamper with."""
     wd = tmp_path_factory.mktemp("tiny-copy") / "wd"
     shutil.copytree(tiny_local_results.workdir, wd, symlinks=True)
-    assert _outputs(wd) == _outputs(tiny_local_results.workdir) and len(_outputs(wd)) > 30
+    assert recorded_outputs(wd) == recorded_outputs(tiny_local_results.workdir) and len(recorded_outputs(wd)) > 30
     return wd
 
 

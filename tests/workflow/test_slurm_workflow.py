@@ -27,7 +27,7 @@ from types import SimpleNamespace
 import pytest
 
 from medrepro import workflow as mw
-from workflow_utils import SNAKEMAKE, TINY, full_config, make_workdir, write_config
+from workflow_utils import SNAKEMAKE, TINY, full_config, make_workdir, recorded_outputs, write_config
 
 pytestmark = pytest.mark.slurm
 
@@ -305,20 +305,11 @@ def test_light_rules_ran_on_the_submit_host(slurm_run):
     assert {"leaderboard", "study_summary"} <= seen
 
 
-def _outputs(workdir: Path) -> dict[str, str]:
-    """Every output recorded by a job of the run: path -> sha256."""
-    out = {}
-    for prov in (workdir / "results").rglob("*.provenance.json"):
-        for o in json.loads(prov.read_text())["outputs"]:
-            out[o["path"]] = o["sha256"]
-    return out
-
-
-def test_equal_work_gives_byte_identical_outputs(slurm_run, tiny_local_results):
+def test_equal_work_gives_byte_identicalrecorded_outputs(slurm_run, tiny_local_results):
     """The SLURM run and the local run of the same config are two whole runs in two folders:
     every output either recorded has the same bytes (the leaderboard's compute line aside,
     which states how each run was computed)."""
-    a, b = _outputs(tiny_local_results.workdir), _outputs(slurm_run.workdir)
+    a, b = recorded_outputs(tiny_local_results.workdir), recorded_outputs(slurm_run.workdir)
     assert set(a) == set(b) and len(a) > 30
     differ = sorted(p for p in a if a[p] != b[p] and not p.endswith("leaderboard.md"))
     assert not differ, f"outputs whose bytes differ between two runs of the same config: {differ}"

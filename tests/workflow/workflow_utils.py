@@ -88,3 +88,14 @@ def planned_wildcards(workdir: Path, *args: str) -> list[str]:
     """The output files of every planned job (from `snakemake -n`), to check which runs rerun."""
     out = snakemake(workdir, "-n", *args).stdout
     return re.findall(r"^\s+output: (.+)$", out, re.M)
+
+
+def recorded_outputs(workdir: Path) -> dict[str, str]:
+    """Every output recorded by a job of the run in ``workdir``: path -> sha256."""
+    import json
+
+    out = {}
+    for prov in (workdir / "results").rglob("*.provenance.json"):
+        for o in json.loads(prov.read_text())["outputs"]:
+            out[o["path"]] = o["sha256"]
+    return out

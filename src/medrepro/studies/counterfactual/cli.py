@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from pathlib import Path
 
-from medrepro.errors import InputError
+from medrepro.cli import check_bootstrap_args, check_distinct_paths
 from medrepro.fsutil import atomic_path
 from medrepro.studies.counterfactual.checksums import verify_manifest
 from medrepro.studies.counterfactual.score import score_submission, write_per_pair_csv, write_score
@@ -48,24 +47,12 @@ def _register_score(sub: argparse._SubParsersAction) -> argparse.ArgumentParser:
 
 
 def _check_paths(args: argparse.Namespace) -> None:
-    """No output may overwrite an input or another output."""
-    inputs = {"--submission": args.submission, "--pairs": args.pairs}
-    outputs = {"--output": args.output, "--per-pair-csv": args.per_pair_csv}
-    seen: dict[Path, str] = {}
-    for flag, path in [*inputs.items(), *outputs.items()]:
-        if path is None:
-            continue
-        key = Path(path).resolve()
-        if key in seen and flag in outputs:
-            raise InputError(path, flag, f"is the same file as {seen[key]}", "an output path distinct from every input")
-        seen[key] = flag
+    check_distinct_paths({"--submission": args.submission, "--pairs": args.pairs},
+                         {"--output": args.output, "--per-pair-csv": args.per_pair_csv})
 
 
 def _run_score(args: argparse.Namespace) -> int:
-    if args.iterations < 1:
-        raise InputError(None, "--iterations", f"{args.iterations}", "a positive integer")
-    if args.seed < 0:
-        raise InputError(None, "--seed", f"{args.seed}", "an integer >= 0")
+    check_bootstrap_args(args.iterations, args.seed)
     _check_paths(args)
     s = score_submission(args.submission, args.pairs, scope=args.scope, allow_partial=args.allow_partial,
                          iterations=args.iterations, seed=args.seed)

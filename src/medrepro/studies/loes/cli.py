@@ -5,8 +5,7 @@
   reference lab's format, with subject-bootstrap CIs, and the paired comparison with a previous
   model's predictions on the scans both were tested on.
 
-:func:`main` runs this study's subcommands alone, with the exit statuses and one-line errors of
-:func:`medrepro.cli.main` (0 success, 2 bad input or usage, 3 an internal error).
+Exit statuses are :func:`medrepro.cli.main`'s (0 success, 2 bad input or usage, 3 an internal error).
 """
 
 from __future__ import annotations
@@ -16,8 +15,7 @@ import contextlib
 import os
 from pathlib import Path
 
-from medrepro.cli import EXIT_INPUT, EXIT_INTERNAL, EXIT_MISMATCH, EXIT_OK, _report
-from medrepro.errors import InputError, MismatchError
+from medrepro.cli import EXIT_OK, check_bootstrap_args, check_distinct_paths
 from medrepro.fsutil import atomic_path, sha256_file
 
 
@@ -44,27 +42,16 @@ def _figure_paths(args: argparse.Namespace) -> dict[str, Path]:
 
 
 def _check_paths(args: argparse.Namespace, figures: dict[str, Path]) -> None:
-    """No output may overwrite an input or another output."""
-    inputs = {"PREDICTIONS": args.predictions, "--previous": args.previous}
-    outputs = {"--output": args.output, "--json": args.json, **{f"--figures ({p.name})": p for p in figures.values()}}
-    seen: dict[Path, str] = {}
-    for flag, path in [*inputs.items(), *outputs.items()]:
-        if path is None:
-            continue
-        key = Path(path).resolve()
-        if key in seen and flag in outputs:
-            raise InputError(path, flag, f"is the same file as {seen[key]}", "an output path distinct from every input")
-        seen[key] = flag
+    check_distinct_paths({"PREDICTIONS": args.predictions, "--previous": args.previous},
+                         {"--output": args.output, "--json": args.json,
+                          **{f"--figures ({p.name})": p for p in figures.values()}})
 
 
 def _run_card(args: argparse.Namespace) -> int:
     from medrepro.studies.loes.card import (build_card, plot_predicted_vs_true, plot_residuals_by_range,
                                             read_lab_predictions, write_card)
 
-    if args.iterations < 1:
-        raise InputError(None, "--iterations", f"{args.iterations}", "a positive integer")
-    if args.seed < 0:
-        raise InputError(None, "--seed", f"{args.seed}", "an integer >= 0")
+    check_bootstrap_args(args.iterations, args.seed)
     figures = _figure_paths(args)
     _check_paths(args, figures)
     table, _ = read_lab_predictions(args.predictions)
@@ -97,36 +84,3 @@ def _run_card(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     """Add this study's subcommands; each parser's ``_run`` returns an exit status."""
     _register_card(sub).set_defaults(_run=_run_card)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """A ``medrepro`` parser with this study's subcommands only."""
-    parser = argparse.ArgumentParser(prog="medrepro", description="medrepro: the loes study's commands")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-    parser.add_argument("--debug", action="store_true", help="print the traceback of an error")
-    register(sub)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run a loes subcommand with :func:`medrepro.cli.main`'s exit statuses and error lines."""
-    parser = build_parser()
-    try:
-        args = parser.parse_args(argv)
-    except SystemExit as e:  # argparse already printed its usage message
-        return int(e.code) if isinstance(e.code, int) else EXIT_INPUT
-    try:
-        return args._run(args)
-    except MismatchError as e:
-        _report(args, "checksum mismatch", e)
-        return EXIT_MISMATCH
-    except InputError as e:
-        _report(args, "error", e)
-        return EXIT_INPUT
-    except (OSError, UnicodeError) as e:
-        _report(args, "error", e)
-        return EXIT_INPUT
-    except Exception as e:  # a bug: one line, not a traceback
-        _report(args, f"internal error ({type(e).__name__})", e)
-        return EXIT_INTERNAL

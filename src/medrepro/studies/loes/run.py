@@ -12,7 +12,7 @@ import numpy as np
 
 from medrepro.errors import InputError
 from medrepro.provenance import path_sha256
-from medrepro.studies.loes.trainer import LoesTrainer, TrainConfig, VolumeSet, train_config
+from medrepro.studies.loes.trainer import TrainConfig, VolumeSet, train_config
 from medrepro.train.loop import fit
 from medrepro.train.registry import trainer_entry
 
@@ -127,8 +127,7 @@ def write_run_card(run: dict, run_name: str, inputs: Any, outputs: Any, bootstra
 
     import pandas as pd
 
-    from medrepro.studies.loes.card import (build_card, plot_predicted_vs_true, plot_residuals_by_range,
-                                            render_card, write_card)
+    from medrepro.studies.loes.card import build_card, plot_predicted_vs_true, plot_residuals_by_range, write_card
 
     inputs, outputs = _as_dict(inputs), _as_dict(outputs)
     read = lambda p: pd.read_csv(p, dtype={"unit_id": str, "cluster": str})  # noqa: E731
