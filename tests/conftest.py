@@ -112,3 +112,21 @@ def tiny_local_results(tmp_path_factory):
     seconds = time.monotonic() - t0
     print(f"\n[tiny_local_results] local run of the tiny config: {seconds:.1f} s")
     return SimpleNamespace(workdir=workdir, proc=proc, seconds=seconds)
+
+
+# --- two workers (pytest-xdist, `-n 2 --dist loadgroup` in pyproject) --------------------------
+#: Workflow tests that share the session's tiny local run and the Slurm cluster: one worker.
+SHARED_RUN = ("test_workflow.py", "test_integrity_workflow.py", "test_slurm_workflow.py", "test_slurm_cluster.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Keep the tests that share session fixtures (the tiny local run, the Slurm cluster) on one
+    worker, so each is built once; the other workflow tests form a second group; unit tests are
+    shared out between the workers."""
+    for item in items:
+        path = Path(str(item.fspath))
+        if path.name == "test_study_contract.py":  # one of its tests writes a probe file into src/
+            item.add_marker(pytest.mark.xdist_group("contract"))
+        elif path.parent.name == "workflow" and path.parent.parent.name == "tests":
+            group = "shared-run" if path.name in SHARED_RUN else "workflow-other"
+            item.add_marker(pytest.mark.xdist_group(group))

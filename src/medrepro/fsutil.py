@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -65,3 +66,33 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def new_temp_dir(out_dir: str | Path) -> Path:
+    """An empty folder next to ``out_dir`` to build it in (then :func:`replace_dir`), with the
+    usual permissions (mkdtemp makes it private)."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".tmp", dir=out_dir.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o777 & ~umask)
+    return tmp
+
+
+def replace_dir(src: str | Path, dst: str | Path) -> None:
+    """Rename the finished folder ``src`` onto ``dst``; a previous ``dst`` is set aside first and
+    put back if the rename fails, then removed."""
+    src, dst = Path(src), Path(dst)
+    if not dst.exists():
+        os.replace(src, dst)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".old", dir=dst.parent))
+    os.replace(dst, old / "d")
+    try:
+        os.replace(src, dst)
+    except BaseException:
+        os.replace(old / "d", dst)
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)

@@ -24,11 +24,14 @@ from medrepro.train.registry import model_entry
 @dataclass(frozen=True)
 class Layout:
     """What a study produces for the aggregation: its metrics.json files (one per run x seed or
-    per scored model), extra targets of ``rule all`` (figures, cards) and its audit note."""
+    per scored model), extra targets of ``rule all`` (figures, cards), its audit note, and
+    optionally its own leaderboard table (``section``: Markdown that the leaderboard shows in
+    place of the generic ranked table, for a study whose field ranks by other rules)."""
 
     metrics: list[str]
     targets: list[str] = field(default_factory=list)
     audit: str | None = None
+    section: str | None = None  # a Markdown file that replaces the generic ranked table of the study's section
 
 
 @dataclass(frozen=True)
@@ -103,7 +106,7 @@ def layouts(config: dict) -> dict[str, Layout]:
     for s in active_studies(config):
         lay = s.layout(config, config["results"])
         out[s.name] = Layout(metrics=lay.metrics + external_metrics(config, s.name), targets=lay.targets,
-                             audit=lay.audit)
+                             audit=lay.audit, section=lay.section)
     return out
 
 

@@ -25,6 +25,7 @@ CF_TINY = {
     "studies": {
         "scoliosis": {**copy.deepcopy(TINY["studies"]["scoliosis"]), "enabled": False},
         "loes": {"enabled": False},
+        "fracture": {"enabled": False},
         "counterfactual": {
             "data": {"source": "synthetic",
                      "synthetic": {"n_sources": 24, "size": 64, "degraded_fraction": 0.2, "seed": 3}},

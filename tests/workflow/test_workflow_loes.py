@@ -24,6 +24,7 @@ LOES_TINY = {
     "studies": {
         "scoliosis": {**copy.deepcopy(TINY["studies"]["scoliosis"]), "enabled": False},
         "counterfactual": {"enabled": False},
+        "fracture": {"enabled": False},
         "loes": {
             "data": {"synthetic": {"seed": 2, "n_subjects": 20}},
             "normalization": {

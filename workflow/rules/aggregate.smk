@@ -87,6 +87,9 @@ rule leaderboard:
         # results/leaderboard.md builds everything
         audits=lambda w: [lay.audit for lay in active_layouts().values() if lay.audit],
         figures=lambda w: [t for lay in active_layouts().values() for t in lay.targets],
+        sections=lambda w: [
+            lay.section for lay in active_layouts().values() if lay.section
+        ],
         environment=f"{R}/environment.txt",
     output:
         md=report(
@@ -101,6 +104,9 @@ rule leaderboard:
         CONDA_ENV
     params:
         studies=lambda w: list(active_layouts()),
+        section_of=lambda w: {
+            s: lay.section for s, lay in active_layouts().items() if lay.section
+        },
         descriptors=lambda w: {s: mw.descriptor(config, s) for s in active_layouts()},
         bootstrap=config["bootstrap"],
         title=config["leaderboard"]["title"],

@@ -13,4 +13,5 @@ with job(snakemake):
         out_md=Path(snakemake.output.md),
         audits=[Path(p) for p in snakemake.input.audits],
         environment=Path(snakemake.input.environment),
+        own_tables={k: Path(v) for k, v in snakemake.params.section_of.items()},
     )

@@ -47,9 +47,10 @@ def compute_usage(metrics_paths: list[Path]) -> dict:
 
 def write_leaderboard(summaries: list[Path], studies: list[str], descriptors: dict, bootstrap: dict, title: str,
                       out_md: Path, audits: list[Path] | None = None, template_dir: Path | None = None,
-                      environment: Path | None = None) -> str:
+                      environment: Path | None = None, own_tables: dict[str, Path] | None = None) -> str:
     """``environment``: the run's package-set file (``results/environment.txt``); each section
-    says whether the job records behind its rows name that package set."""
+    says whether the job records behind its rows name that package set. ``own_tables``: study ->
+    a Markdown table of its own (its field's ranking rules), shown instead of the generic one."""
     sections = []
     env = None
     if environment is not None:
@@ -58,12 +59,13 @@ def write_leaderboard(summaries: list[Path], studies: list[str], descriptors: di
     for study, summary_path in zip(studies, summaries):
         df = pd.read_csv(summary_path, dtype={"split": str, "lineage_id": str})
         desc = descriptors[study]
-        rows = rank_study(df, desc, int(bootstrap["iterations"]), int(bootstrap["seed"]))
+        own = Path(own_tables[study]).read_text() if own_tables and study in own_tables else None
+        rows = [] if own is not None else rank_study(df, desc, int(bootstrap["iterations"]), int(bootstrap["seed"]))
         for row in rows:
             for item in row["lineage"]:
                 item["link"] = os.path.relpath(item["provenance"], out_md.parent) if item["provenance"] else None
         sections.append({
-            "study": study, "descriptor": desc, "rows": rows, "data_kinds": sorted(set(df["data"].astype(str))),
+            "study": study, "descriptor": desc, "rows": rows, "own_table": own, "data_kinds": sorted(set(df["data"].astype(str))),
             "usage": compute_usage([Path(p) for p in df["metrics_path"]]),
             "summary": os.path.relpath(summary_path, out_md.parent),
             "audit": audit_of.get(study),

@@ -55,7 +55,7 @@ import numpy as np
 from medrepro.errors import InputError
 from medrepro.studies.loes.data import load_volume as load_nifti
 from medrepro.studies.loes.data import orientation
-from medrepro.fsutil import atomic_path, sha256_file, write_json
+from medrepro.fsutil import atomic_path, replace_dir, sha256_file, write_json
 
 PREP_SCHEMA = "medrepro-loes-prep-v1"
 NYUL_SCHEMA = "medrepro-loes-nyul-v1"
@@ -708,7 +708,7 @@ def normalize_variant(manifest_json: str | Path, params: NormParams, out_dir: st
         index["scans"] = entries
         write_json(tmp / "index.json", index)
         os.chmod(tmp, 0o777 & ~_umask())
-        _replace_dir(tmp, out_dir)
+        replace_dir(tmp, out_dir)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
@@ -732,17 +732,6 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Rename ``src`` onto ``dst``; an existing ``dst`` is moved aside first and then removed."""
-    old = None
-    if dst.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".old", dir=dst.parent))
-        os.replace(dst, old / dst.name)
-    os.replace(src, dst)
-    if old is not None:
-        shutil.rmtree(old)
 
 
 # --------------------------------------------------------------------------------------------

@@ -40,7 +40,7 @@ import numpy as np
 from scipy import ndimage
 
 from medrepro.errors import InputError
-from medrepro.fsutil import write_json
+from medrepro.fsutil import replace_dir, write_json
 from medrepro.studies.loes.data import COLUMNS, DEFAULT_PATTERN, SPLIT_COLUMNS
 
 CSV_NAME = "loes.csv"
@@ -334,24 +334,6 @@ def _check_target(out_dir: Path) -> None:
                          f"an empty or missing folder, or one written by synthesize (with {SUMMARY})")
 
 
-def _move_into_place(tmp: Path, out_dir: Path) -> None:
-    """Rename ``tmp`` onto ``out_dir``; a previous ``out_dir`` is set aside first and restored
-    if the rename fails."""
-    if not out_dir.exists():
-        os.replace(tmp, out_dir)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".old", dir=out_dir.parent))
-    try:
-        os.replace(out_dir, old / "data")
-        try:
-            os.replace(tmp, out_dir)
-        except OSError:
-            os.replace(old / "data", out_dir)
-            raise
-    finally:
-        shutil.rmtree(old, ignore_errors=True)
-
-
 def synthesize(out_dir: str | Path, params: SyntheticLoesParams = SyntheticLoesParams()) -> dict:
     """Write a synthetic cohort in the real layout; return its summary.
 
@@ -418,7 +400,7 @@ def synthesize(out_dir: str | Path, params: SyntheticLoesParams = SyntheticLoesP
         }
         write_json(tmp / SUMMARY, summary)
 
-        _move_into_place(tmp, out_dir)
+        replace_dir(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return summary

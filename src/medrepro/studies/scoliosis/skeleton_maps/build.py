@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from medrepro.fsutil import sha256_file, write_json
+from medrepro.fsutil import replace_dir, sha256_file, write_json
 from medrepro.studies.scoliosis import data as scoliosis_data
 from medrepro.studies.scoliosis.data import as_pose, read_manifest
 from medrepro.studies.scoliosis.skeleton_maps.params import SkeletonMapParams
@@ -67,24 +67,8 @@ def build_skeleton_maps(manifest_path: Path, out_dir: Path, params: SkeletonMapP
             "zero_height_frames": sum(r[3] for r in results),
         }
         write_json(tmp_dir / "index.json", index)
-        _replace_dir(tmp_dir, out_dir)
+        replace_dir(tmp_dir, out_dir)
     finally:
         if tmp_dir.exists():
             shutil.rmtree(tmp_dir)
     return index
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Rename ``src`` onto ``dst``; an existing ``dst`` is moved aside first, then removed."""
-    if not dst.exists():
-        os.replace(src, dst)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".old", dir=dst.parent))
-    os.replace(dst, old / "d")
-    try:
-        os.replace(src, dst)
-    except BaseException:
-        os.replace(old / "d", dst)
-        raise
-    finally:
-        shutil.rmtree(old, ignore_errors=True)
