@@ -114,19 +114,21 @@ def tiny_local_results(tmp_path_factory):
     return SimpleNamespace(workdir=workdir, proc=proc, seconds=seconds)
 
 
-# --- two workers (pytest-xdist, `-n 2 --dist loadgroup` in pyproject) --------------------------
-#: Workflow tests that share the session's tiny local run and the Slurm cluster: one worker.
+# --- two workers (pytest-xdist, `-n 2` in pyproject) ------------------------------------------
+#: Test files that share the session's tiny local run and the Slurm cluster: one worker, so
+#: both are built once. test_study_contract.py writes a probe file into src/: one worker too.
 SHARED_RUN = ("test_workflow.py", "test_integrity_workflow.py", "test_slurm_workflow.py", "test_slurm_cluster.py")
+ONE_WORKER = {name: "shared-run" for name in SHARED_RUN} | {"test_study_contract.py": "contract"}
 
 
-def pytest_collection_modifyitems(config, items):
-    """Keep the tests that share session fixtures (the tiny local run, the Slurm cluster) on one
-    worker, so each is built once; the other workflow tests form a second group; unit tests are
-    shared out between the workers."""
-    for item in items:
-        path = Path(str(item.fspath))
-        if path.name == "test_study_contract.py":  # one of its tests writes a probe file into src/
-            item.add_marker(pytest.mark.xdist_group("contract"))
-        elif path.parent.name == "workflow" and path.parent.parent.name == "tests":
-            group = "shared-run" if path.name in SHARED_RUN else "workflow-other"
-            item.add_marker(pytest.mark.xdist_group(group))
+def pytest_xdist_make_scheduler(config, log):
+    """Every other test is shared out one by one. (xdist's own `--dist loadgroup` does not
+    group under this pytest: the scheduler below does the grouping by file name.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            name = nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+            return ONE_WORKER.get(name, nodeid)
+
+    return GroupScheduling(config, log)

@@ -11,6 +11,7 @@ from medrepro import workflow as mw
 
 from repo_paths import REPO
 
+
 STUDIES = sorted(mw.discover())
 
 # Everything outside a study's own places that the workflow runs or imports.

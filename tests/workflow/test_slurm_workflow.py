@@ -305,7 +305,7 @@ def test_light_rules_ran_on_the_submit_host(slurm_run):
     assert {"leaderboard", "study_summary"} <= seen
 
 
-def test_equal_work_gives_byte_identicalrecorded_outputs(slurm_run, tiny_local_results):
+def test_equal_work_gives_byte_identical_outputs(slurm_run, tiny_local_results):
     """The SLURM run and the local run of the same config are two whole runs in two folders:
     every output either recorded has the same bytes (the leaderboard's compute line aside,
     which states how each run was computed)."""
