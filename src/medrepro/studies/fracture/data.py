@@ -50,7 +50,6 @@ before any pixel is decoded.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -70,6 +69,7 @@ from skimage.draw import polygon as draw_polygon
 from skimage.draw import polygon_perimeter
 
 from medrepro.errors import InputError
+from medrepro.csvrows import read_csv_rows
 from medrepro.fsutil import new_temp_dir, replace_dir, sha256_file, write_json
 
 SPLITS = ("train", "val", "test")
@@ -235,38 +235,6 @@ def fracatlas_mask(row: Any) -> np.ndarray:
 # CSV helpers
 
 
-def _read_csv(csv_path: Path, required: tuple[str, ...], what: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """Header and (line number, cells) of each non-blank row; the header is line 1."""
-    if not csv_path.is_file():
-        raise InputError(csv_path, "file", "not found", f"a CSV file with {what}")
-    try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            rows: list[tuple[int, list[str]]] = []
-            start = 1
-            for cells in reader:
-                if any(c.strip() for c in cells):
-                    rows.append((start, [c.strip() for c in cells]))
-                start = reader.line_num + 1
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(csv_path, "file", f"not a readable CSV ({exc})", "a UTF-8 CSV file") from None
-    if not rows:
-        raise InputError(csv_path, "row 1: header", "empty file", f"a header with columns {', '.join(required)}")
-    (header_line, header), body = rows[0], rows[1:]
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise InputError(csv_path, f"row {header_line}: header", f"missing column(s) {', '.join(missing)}",
-                         f"columns {', '.join(required)}")
-    dup = sorted({c for c in header if c and header.count(c) > 1})
-    if dup:
-        raise InputError(csv_path, f"row {header_line}: header", f"repeated column(s) {', '.join(dup)}",
-                         "each column once")
-    for line, cells in body:
-        if len(cells) != len(header):
-            raise InputError(csv_path, f"row {line}", f"{len(cells)} fields", f"{len(header)} fields, one per header column")
-    return header, body
-
-
 def _ident(value: str, csv_path: Path, line: int, column: str = "image_id") -> str:
     if not value or value in (".", "..") or "/" in value or "\\" in value or value.startswith("."):
         raise InputError(csv_path, f"row {line}: {column}", f"{value!r} is not a usable id",
@@ -339,7 +307,7 @@ def read_spec_layout(csv_path: str | Path, image_dir: str | Path, mask_dir: str 
     for folder, name in ((image_dir, "image_dir"), (mask_dir, "mask_dir")):
         if not folder.is_dir():
             raise InputError(folder, name, "not a folder", f"the folder of the {name.split('_')[0]}s")
-    header, body = _read_csv(csv_path, ("image_id", "split"), "one row per image (image_id, split)")
+    header, body = read_csv_rows(csv_path, ("image_id", "split"), "one row per image (image_id, split)")
     if not body:
         raise InputError(csv_path, "row 2", "no images (the file has only a header)", "one row per image")
     col = {name: header.index(name) for name in header}
@@ -482,7 +450,7 @@ def _fracatlas_splits(root: Path, fractured: set[str]) -> dict[str, str]:
     split_of: dict[str, str] = {}
     for split, name in FRACATLAS_SPLIT_FILES.items():
         path = root / FRACATLAS_SPLIT_DIR / name
-        header, body = _read_csv(path, ("image_id",), "one fractured image file name per row (image_id)")
+        header, body = read_csv_rows(path, ("image_id",), "one fractured image file name per row (image_id)")
         column = header.index("image_id")
         for line, cells in body:
             image = _ident(cells[column], path, line)
@@ -533,7 +501,7 @@ def read_fracatlas(root: str | Path, negative_seed: int = 0, check_images: bool 
     if not root.is_dir():
         raise InputError(root, "root", "not a folder", "the FracAtlas folder (dataset.csv, images/, Annotations/)")
     csv_path = root / FRACATLAS_CSV
-    header, body = _read_csv(csv_path, ("image_id", "fractured"), "one row per image (image_id, fractured, ...)")
+    header, body = read_csv_rows(csv_path, ("image_id", "fractured"), "one row per image (image_id, fractured, ...)")
     col = {name: header.index(name) for name in header}
     meta = [c for c in FRACATLAS_META if c in col]
     for folder in FRACATLAS_IMAGE_DIRS.values():

@@ -15,7 +15,6 @@ without allocating it.
 
 from __future__ import annotations
 
-import csv
 import gzip
 import json
 import math
@@ -27,6 +26,7 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
+from medrepro.csvrows import read_csv_rows
 from medrepro.errors import InputError
 from medrepro.fsutil import sha256_file, write_json
 
@@ -150,36 +150,10 @@ def _binary(value: str, csv_path: Path, line: int, column: str) -> int:
 
 def _read_rows(csv_path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """Header and (line number, cells) of each non-blank row, with the line the row starts on."""
-    if not csv_path.is_file():
-        raise InputError(csv_path, "file", "not found", "a CSV file with one row per scan")
-    try:
-        with open(csv_path, newline="", encoding="utf-8-sig") as f:
-            reader = csv.reader(f)
-            rows: list[tuple[int, list[str]]] = []
-            start = 1
-            for cells in reader:
-                if any(c.strip() for c in cells):
-                    rows.append((start, [c.strip() for c in cells]))
-                start = reader.line_num + 1
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise InputError(csv_path, "file", f"not a readable CSV ({exc})", "a UTF-8 CSV file") from None
-    if not rows:
-        raise InputError(csv_path, "row 1: header", "empty file", f"a header with columns {', '.join(COLUMNS)}")
-    (header_line, header), body = rows[0], rows[1:]
-    missing = [c for c in COLUMNS if c not in header]
-    if missing:
-        raise InputError(csv_path, f"row {header_line}: header", f"missing column(s) {', '.join(missing)}",
-                         f"columns {', '.join(COLUMNS)} (optionally {', '.join(SPLIT_COLUMNS)})")
-    dup = sorted({c for c in header if c and header.count(c) > 1})
-    if dup:
-        raise InputError(csv_path, f"row {header_line}: header", f"repeated column(s) {', '.join(dup)}",
-                         "each column once")
+    header, body = read_csv_rows(csv_path, COLUMNS, "one row per scan",
+                                 f"columns {', '.join(COLUMNS)} (optionally {', '.join(SPLIT_COLUMNS)})")
     if not body:
         raise InputError(csv_path, "row 2", "no scans (the file has only a header)", "one row per scan")
-    for line, cells in body:
-        if len(cells) != len(header):
-            raise InputError(csv_path, f"row {line}", f"{len(cells)} fields",
-                             f"{len(header)} fields, one per header column")
     return header, body
 
 
