@@ -117,7 +117,9 @@ def tiny_local_results(tmp_path_factory):
 # --- two workers (pytest-xdist, `-n 2` in pyproject) ------------------------------------------
 #: Test files that share the session's tiny local run and the Slurm cluster: one worker, so
 #: both are built once. test_study_contract.py writes a probe file into src/: one worker too.
-SHARED_RUN = ("test_workflow.py", "test_integrity_workflow.py", "test_slurm_workflow.py", "test_slurm_cluster.py")
+SHARED_RUN = ("test_workflow.py", "test_integrity_workflow.py", "test_slurm_workflow.py", "test_slurm_cluster.py",
+              "test_crate_workflow.py", "test_diff_workflow.py", "test_report_workflow.py",
+              "test_slurm_timelimit.py")
 ONE_WORKER = {name: "shared-run" for name in SHARED_RUN} | {"test_study_contract.py": "contract"}
 
 

@@ -8,8 +8,13 @@ results folder that does not verify); 2 bad input or usage (an
 internal error. Errors are reported as one line on stderr; ``--debug`` adds the traceback.
 
 * ``medrepro verify [RESULTS]``: re-hash a results folder against its provenance records.
+* ``medrepro crate [RESULTS] [--zip OUT.zip]``: write the folder's Workflow Run RO-Crate
+  (``RESULTS/ro-crate-metadata.json``); ``--zip``: the crate with all its files as one archive.
 * ``medrepro reproduce TARGET [--results R] [--scratch DIR] [--allow-dirty]``: run the chain
   behind a result again and compare the bytes (numbers, on another kind of machine).
+* ``medrepro diff A B [--json OUT] [--md OUT]``: params and metrics that changed between two
+  results folders (``PATH@REV``: the records committed at git revision REV), with the
+  paired-bootstrap CI of each metric's change; Markdown on stdout. Exits 0 whatever differs.
 """
 
 from __future__ import annotations
@@ -40,6 +45,28 @@ def _run_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if report.clean else EXIT_MISMATCH
 
 
+def _register_crate(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("crate", help="write a results folder's Workflow Run RO-Crate (and a zip of it)")
+    p.add_argument("results", nargs="?", default="results", help="results folder (default: results)")
+    p.add_argument("--zip", default=None, help="also write the crate with all its files as this zip")
+    p.add_argument("--workflow-root", default=None,
+                   help="folder with the Snakefile to copy into a crate built here (default: the copy "
+                        "already in RESULTS/workflow-definition, else the folder above RESULTS); a crate the "
+                        "workflow wrote is kept as it is")
+    p.set_defaults(_run=_run_crate)
+
+
+def _run_crate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from medrepro.crate import METADATA, crate_results
+
+    built = crate_results(args.results, workflow_root=args.workflow_root, zip_path=args.zip)
+    metadata = Path(args.results) / METADATA
+    print(f"{'wrote' if built else 'kept the workflow-made'} {metadata}" + (f"; wrote {args.zip}" if args.zip else ""))
+    return EXIT_OK
+
+
 def _register_reproduce(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("reproduce", help="run the chain of jobs behind a result again and compare the bytes")
     p.add_argument("target", help="a file of the results folder (e.g. a metrics.json) or a lineage id")
@@ -56,6 +83,24 @@ def _run_reproduce(args: argparse.Namespace) -> int:
     result = reproduce(args.target, args.results, scratch=args.scratch, allow_dirty=args.allow_dirty)
     print(format_result(result))
     return EXIT_OK if result.ok else EXIT_MISMATCH
+
+
+def _register_diff(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("diff", help="params and metrics that changed between two results folders, with paired CIs")
+    p.add_argument("a", help="results folder, or PATH@REV: its records as committed at git revision REV")
+    p.add_argument("b", help="results folder, or PATH@REV")
+    p.add_argument("--json", default=None, help="write the comparison as JSON to this file")
+    p.add_argument("--md", default=None, help="write the Markdown report to this file (also printed)")
+    p.set_defaults(_run=_run_diff)
+
+
+def _run_diff(args: argparse.Namespace) -> int:
+    from medrepro.diff import parse_spec, to_markdown, write_diff
+
+    check_distinct_paths({"A": parse_spec(args.a)[0], "B": parse_spec(args.b)[0]}, {"--json": args.json, "--md": args.md})
+    report = write_diff(args.a, args.b, json_out=args.json, md_out=args.md)
+    print(to_markdown(report), end="")
+    return EXIT_OK
 
 
 def check_distinct_paths(inputs: dict[str, object], outputs: dict[str, object]) -> None:
@@ -87,7 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     parser.add_argument("--debug", action="store_true", help="print the traceback of an error")
     _register_verify(sub)
+    _register_crate(sub)
     _register_reproduce(sub)
+    _register_diff(sub)
     for study in discover().values():
         if study.cli is not None:
             study.cli(sub)

@@ -9,6 +9,7 @@ includes does not matter and nothing shared names a study.
 
 from __future__ import annotations
 
+import ast
 import importlib
 import pkgutil
 import re
@@ -22,16 +23,66 @@ from medrepro.train.registry import model_entry
 
 
 @dataclass(frozen=True)
+class PredictionPlot:
+    """How to draw a run's predictions on TEST from its per-unit table: ``kind`` is
+    ``"confusion"`` (class indices in columns ``truth`` / ``pred``, named by ``classes``, or by
+    ``details.classes`` of the run's metrics.json when ``classes`` is empty) or ``"scatter"``
+    (predicted against true values). ``what``: what is predicted, in words, for the figure."""
+
+    kind: str
+    truth: str = "y_true"
+    pred: str = "y_pred"
+    classes: tuple[str, ...] = ()
+    what: str = ""
+
+    def __post_init__(self):
+        if self.kind not in PLOT_KINDS:
+            raise ValueError(f"PredictionPlot.kind: {self.kind!r} (expected one of {PLOT_KINDS})")
+
+
+PLOT_KINDS = ("confusion", "scatter")
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    """One trained run x seed, for its report figures: the training log (``train_log.jsonl``),
+    the metrics.json of the standalone evaluation of its selected checkpoint (the selected step,
+    class names), and optionally its per-unit TEST table with how to draw it."""
+
+    run: str
+    seed: int
+    log: str
+    metrics: str
+    units: str | None = None
+    test: PredictionPlot | None = None
+
+
+def export_src(src: str | Path) -> str:
+    """Put ``src`` first on ``PYTHONPATH`` for every job this Snakemake starts, so each job's
+    script imports medrepro from the workflow's own tree (the modules its code params hash) in
+    the venv, a conda env (``--sdm conda``) or a container (``--sdm apptainer``) alike. Returns
+    the new value."""
+    import os
+
+    src = str(Path(src).resolve())
+    rest = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != src]
+    os.environ["PYTHONPATH"] = os.pathsep.join([src, *rest])
+    return os.environ["PYTHONPATH"]
+
+
+@dataclass(frozen=True)
 class Layout:
     """What a study produces for the aggregation: its metrics.json files (one per run x seed or
-    per scored model), extra targets of ``rule all`` (figures, cards), its audit note, and
+    per scored model), extra targets of ``rule all`` (figures, cards), its audit note,
     optionally its own leaderboard table (``section``: Markdown that the leaderboard shows in
-    place of the generic ranked table, for a study whose field ranks by other rules)."""
+    place of the generic ranked table, for a study whose field ranks by other rules) and its
+    trained runs (``training``: one learning curve each, and a TEST figure where declared)."""
 
     metrics: list[str]
     targets: list[str] = field(default_factory=list)
     audit: str | None = None
     section: str | None = None  # a Markdown file that replaces the generic ranked table of the study's section
+    training: list[TrainingRun] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -105,8 +156,26 @@ def layouts(config: dict) -> dict[str, Layout]:
     out = {}
     for s in active_studies(config):
         lay = s.layout(config, config["results"])
-        out[s.name] = Layout(metrics=lay.metrics + external_metrics(config, s.name), targets=lay.targets,
-                             audit=lay.audit, section=lay.section)
+        figures = [p for f in training_figures(config, s.name, lay.training) for p in (f["curve"], f["test_png"]) if p]
+        out[s.name] = Layout(metrics=lay.metrics + external_metrics(config, s.name), targets=lay.targets + figures,
+                             audit=lay.audit, section=lay.section, training=lay.training)
+    return out
+
+
+def training_figures(config: dict, study: str, training: list[TrainingRun]) -> list[dict]:
+    """The report figures of a study's trained runs, one entry per run x seed: its inputs
+    (``log``, ``metrics``, ``units``), what to draw on TEST (``test``, or None) and the figures
+    written (``curve``: the learning curve; ``test_png``: the confusion matrix or scatter)."""
+    out = []
+    for t in training:
+        stem = results_path(config, study, "figures", "training", f"{t.run}.seed{t.seed}")
+        draw = t.test is not None and t.units is not None
+        out.append({"run": t.run, "seed": int(t.seed), "log": t.log, "metrics": t.metrics,
+                    "units": t.units if draw else None,
+                    "test": {"kind": t.test.kind, "truth": t.test.truth, "pred": t.test.pred,
+                             "classes": list(t.test.classes), "what": t.test.what} if draw else None,
+                    "curve": f"{stem}.learning_curve.png",
+                    "test_png": f"{stem}.{t.test.kind}.png" if draw else None})
     return out
 
 
@@ -212,9 +281,50 @@ def init_seed(config: dict, study: str, run: str, seed: int) -> int:
 
 
 def run_resource(config: dict, study: str, run: str, key: str, default, attempt: int = 1):
-    """A run's resource; runtime and memory grow with the retry attempt."""
-    value = run_cfg(config, study, run).get("resources", {}).get(key, default)
+    """A run's resource; runtime and memory grow with the retry attempt. A run's ``slurm_extra``
+    is added after ``default`` (the profile's, which asks SLURM for ``--signal``), not in its place."""
+    value = run_cfg(config, study, run).get("resources", {}).get(key)
+    if key == "slurm_extra":
+        return " ".join(v for v in (default, value) if v) or None
+    value = default if value is None else value
     return value * attempt if key in ("runtime", "mem_mb") else value
+
+
+#: Keys of a run's ``resources`` that go to the SLURM executor plugin as they are.
+SLURM_KEYS = ("gres", "gpu_model", "constraint", "qos", "slurm_partition", "slurm_extra", "tasks_per_gpu")
+
+
+def default_resource(workflow, key: str):
+    """``key`` of Snakemake's ``--default-resources`` (the profile's), or None. A rule that
+    declares a resource replaces the default for every job of the rule, so a rule that takes the
+    key from the run must fall back to the default itself. Only constants are known here: a
+    quoted or plain string, a number (an expression of the job's attempt or input is not)."""
+    defaults = getattr(getattr(workflow, "resource_settings", None), "default_resources", None)
+    res = defaults.get(key) if defaults is not None else None
+    if res is None:
+        return None
+    if not res.is_evaluable():
+        return res.value
+    raw = str(res.raw)
+    try:
+        value = ast.literal_eval(raw)
+    except SyntaxError:  # not a Python expression (gpu:1): Snakemake takes it as a string too
+        return raw
+    except ValueError:  # an expression: of the job (attempt, input, ...) or of unknown names
+        job_names = {"attempt", "input", "threads", "wildcards", "system_tmpdir", "shutil"}
+        used = {node.id for node in ast.walk(ast.parse(raw, mode="eval")) if isinstance(node, ast.Name)}
+        return None if used & job_names else raw  # unknown names: Snakemake's NameError -> string
+    return value if isinstance(value, (str, int)) else None
+
+
+def slurm_resources(config: dict, study: str, workflow) -> dict:
+    """The SLURM plugin's other keys (:data:`SLURM_KEYS`) for a study's training or evaluation
+    rule (``resources: ..., **mw.slurm_resources(config, study, workflow)``): the run's value,
+    else the profile's default; None (no option) when neither sets it."""
+    def resource(key: str):
+        return lambda wildcards: run_resource(config, study, wildcards.run, key, default_resource(workflow, key))
+
+    return {key: resource(key) for key in SLURM_KEYS}
 
 
 def results_path(config: dict, *parts: str) -> str:

@@ -36,7 +36,7 @@ def test_rule_names_follow_one_convention():
     names = [name for name, _, _ in _rules()]
     studies = set(mw.discover())
     for name in names:
-        assert name in ("study_summary", "leaderboard", "environment", "external_import") or name.split("_")[0] in studies, name
+        assert name in ("study_summary", "leaderboard", "environment", "external_import", "crate") or name.split("_")[0] in studies, name
 
 
 def test_closure_follows_imports_transitively_and_stops_at_the_registry():

@@ -16,7 +16,7 @@ STUDIES = sorted(mw.discover())
 
 # Everything outside a study's own places that the workflow runs or imports.
 SHARED = [
-    "Snakefile", "Makefile", ".ci/run", "pyproject.toml", "envs", "profiles",
+    "workflow/Snakefile", "Makefile", ".ci/run", "pyproject.toml", "envs", "profiles",
     "workflow/rules/common.smk", "workflow/rules/aggregate.smk",
     "workflow/scripts/*.py", "workflow/templates/*.j2", "workflow/schemas/*.yaml", "workflow/schemas/*.json",
     "workflow/report/*.rst", "src/medrepro/*.py", "src/medrepro/metrics", "src/medrepro/report",

@@ -325,7 +325,8 @@ SlurmctldTimeout=30
 SlurmdTimeout=60
 # jobs without --mem must not take the whole node's memory
 DefMemPerCPU=1000
-NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$real_mb Gres=gpu:1 State=UNKNOWN
+# a node feature, so that tests can ask for it with --constraint (a run's `constraint`)
+NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$real_mb Gres=gpu:1 Features=medrepro State=UNKNOWN
 PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 EOF
     cat >"$CONF_DIR/gres.conf" <<EOF

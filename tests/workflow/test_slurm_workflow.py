@@ -35,7 +35,7 @@ STUDY = "scoliosis"
 BROKEN = "broken_cuda"
 CUDA_ERROR = "device 'cuda' requested but torch sees no GPU"
 # wall-clock limits for the two snakemake invocations (the executor can hang: timeout -k)
-TIMEOUT_BROKEN = 480
+TIMEOUT_BROKEN = 720
 TIMEOUT_FIXED = 240
 SACCT_FIELDS = ("JobID", "JobName", "State", "Account", "Partition", "Elapsed",
                 "AllocTRES", "ReqTRES", "Comment")
@@ -107,10 +107,18 @@ def sacct_lines(job_id: str) -> str:
 
 
 def declared_localrules(workdir: Path) -> set[str]:
-    """Rule names in every `localrules:` directive of the workflow (Snakefile and rules/**/*.smk)."""
+    """Rule names in every `localrules:` directive of the workflow (Snakefile and rules/**/*.smk),
+    and of the rules with `localrule: True` (a rule named by an f-string, ``name: f"x_{_study}"``,
+    as a pattern ``x_\\w+``)."""
     names: set[str] = set()
-    for path in [workdir / "Snakefile", *sorted((workdir / "workflow" / "rules").rglob("*.smk"))]:
-        lines = path.read_text().splitlines()
+    for path in [workdir / "workflow" / "Snakefile", *sorted((workdir / "workflow" / "rules").rglob("*.smk"))]:
+        text = path.read_text()
+        for block in re.split(r"^\s*rule\b", text, flags=re.M)[1:]:
+            if re.search(r"^\s*localrule:\s*True\b", block, re.M):
+                named = re.search(r"^\s*name:\s*\n?\s*f?[\"']([^\"']+)[\"']", block, re.M)
+                name = named.group(1) if named else re.match(r"\s*(\w+)", block).group(1)
+                names.add(re.sub(r"\{[^}]*\}", r"\\w+", name))
+        lines = text.splitlines()
         for i, line in enumerate(lines):
             if not line.startswith("localrules:"):
                 continue
@@ -298,7 +306,7 @@ def test_light_rules_ran_on_the_submit_host(slurm_run):
     for path, prov in provenances(wd).items():
         rule = prov["rule"]
         seen.add(rule)
-        if rule in local:
+        if any(re.fullmatch(name, rule) for name in local):
             assert prov["slurm"] is None, f"local rule {rule} ran under SLURM: {path}"
         else:
             assert prov["slurm"] and prov["slurm"]["job_id"] in submitted, f"{rule} not via sbatch: {path}"
@@ -329,3 +337,24 @@ def test_results_equal_the_local_run(slurm_run, tiny_local_results):
         assert preds[0] == preds[1], f"{run}/seed{seed}: predictions differ"
     print(f"[slurm] metrics of {len(run_seeds(TINY))} runs equal the local run "
           f"(local run took {tiny_local_results.seconds:.1f} s)")
+
+
+def test_efficiency_reports_under_results_logs_are_linked_from_the_leaderboard(slurm_run):
+    """The profile turns on `--slurm-efficiency-report` with its path under results/logs/: one
+    report per snakemake invocation, written when it ends (after the leaderboard), named after
+    the SLURM run ID; the leaderboard's compute line links the folder and names the file."""
+    logs = slurm_run.workdir / "results" / "logs"
+    assert slurm_run.broken.submitted
+    for run in (slurm_run.broken, slurm_run.fixed):
+        if not run.submitted:  # nothing went to SLURM: sacct knows no job of it, no report
+            continue
+        report = logs / f"efficiency_report_{run.run_uuid}.csv"
+        assert report.is_file(), f"no efficiency report {report}:\n" + _tail(run)
+        text = report.read_text()
+        assert "CPU Efficiency (%)" in text
+        for job_id in run.submitted:  # one row per job step (the plugin drops .batch / .extern)
+            assert re.search(rf"^\d+,{job_id}\.\d+,", text, re.M), (job_id, text[:2000])
+        assert f"Efficiency report for workflow {run.run_uuid} saved to results/logs/{report.name}" in run.out
+    board = (slurm_run.workdir / "results" / "leaderboard.md").read_text()
+    line = next(line for line in board.splitlines() if line.startswith("Compute behind these rows:"))
+    assert "[logs/](logs/)`efficiency_report_<SLURM run ID>.csv`" in line, line

@@ -2,6 +2,8 @@
 
 import copy
 import json
+import re
+import zipfile
 
 import jsonschema
 import numpy as np
@@ -111,8 +113,9 @@ def test_changing_one_runs_lr_reruns_exactly_that_run(done):
         outputs = planned_wildcards(wd)
     finally:
         write_config(wd, TINY)
+    # the study's figures job draws every run's learning curve, so it redraws them all
     assert jobs == {"scoliosis_train": 1, "scoliosis_evaluate": 1, "study_summary": 1, "leaderboard": 1,
-                    "scoliosis_audit": 1, "all": 1}
+                    "scoliosis_audit": 1, "study_figures_scoliosis": 1, "crate": 1, "all": 1}
     runs = {o.split("/runs/")[1].split("/")[0] for o in outputs if "/runs/" in o}
     assert runs == {"drf_112"}
 
@@ -217,10 +220,38 @@ def test_config_schema_rejects_bad_keys(tmp_path, mutate, needle):
     assert not (wd / "results").exists()
 
 
-def test_html_report_has_figures_and_tables(done):
+#: the first words of the captions of the per-run figures (workflow/report/*.rst)
+CURVE_CAPTION = "Learning curve of one training run and seed"
+CONFUSION_CAPTION = "Confusion matrix on the TEST split of one run and seed"
+
+
+def test_html_report_has_figures_and_tables(done, tmp_path):
+    """`snakemake --report` (HTML and zip): every table and figure, and per trained run x seed
+    its learning curve and confusion matrix with their captions, grouped by study and run."""
     wd, _ = done
-    snakemake(wd, "--report", "report.html")
-    html = (wd / "report.html").read_text(errors="replace")
+    res = wd / "results"
+    trained = sorted(p.parent for p in res.glob("scoliosis/runs/*/seed*/train_log.jsonl"))
+    assert len(trained) == 5
+    per_run = [f"{d.parent.name}.{d.name}.{kind}.png" for d in trained for kind in ("learning_curve", "confusion")]
+    snakemake(wd, "--report", str(tmp_path / "report.html"))
+    html = (tmp_path / "report.html").read_text(errors="replace")
     assert len(html) > 10_000
-    for name in ("leaderboard.md", "skeleton_maps.png", "summary.csv", "primary_metric.png", "scoliosis.md"):
+    for name in ("leaderboard.md", "skeleton_maps.png", "summary.csv", "primary_metric.png", "scoliosis.md", *per_run):
         assert name in html, name
+    assert CURVE_CAPTION in html and CONFUSION_CAPTION in html
+    # grouped by study (category) and run (subcategory)
+    categories = json.loads(re.search(r"var categories = (\{.*?\});", html).group(1))
+    for d in trained:
+        files = categories["scoliosis"][d.parent.name]
+        assert f"results/scoliosis/figures/training/{d.parent.name}.{d.name}.learning_curve.png" in files
+
+    snakemake(wd, "--report", str(tmp_path / "report.zip"))
+    with zipfile.ZipFile(tmp_path / "report.zip") as z:
+        names = z.namelist()
+        inner = z.read("report/report.html").decode(errors="replace")
+        for name in per_run:
+            found = [n for n in names if n.endswith(f"/{name}")]
+            assert len(found) == 1, name
+            assert z.read(found[0]) == (res / "scoliosis/figures/training" / name).read_bytes()
+    assert CURVE_CAPTION in inner and CONFUSION_CAPTION in inner
+    assert not (wd / "report.zip").exists()

@@ -12,7 +12,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
-COPY = ["Snakefile", "workflow", "config", "src", "profiles", "slurm", "envs"]
+COPY = ["workflow", "config", "src", "profiles", "slurm", "envs"]
 
 # The tiny config (a minute-sized scoliosis study; counterfactual off), kept as a file so that
 # `snakemake --lint --configfile .test/config_tiny/config.yaml` checks it too.
@@ -91,11 +91,13 @@ def planned_wildcards(workdir: Path, *args: str) -> list[str]:
 
 
 def recorded_outputs(workdir: Path) -> dict[str, str]:
-    """Every output recorded by a job of the run in ``workdir``: path -> sha256."""
+    """Every output recorded by a job of the run in ``workdir``: path -> sha256. The RO-Crate
+    metadata is left out like the provenance records: it holds their times."""
     import json
 
     out = {}
     for prov in (workdir / "results").rglob("*.provenance.json"):
         for o in json.loads(prov.read_text())["outputs"]:
-            out[o["path"]] = o["sha256"]
+            if not o["path"].endswith("ro-crate-metadata.json"):
+                out[o["path"]] = o["sha256"]
     return out

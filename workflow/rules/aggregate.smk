@@ -2,6 +2,8 @@
 # contract), metrics.json files and each study's descriptor. Nothing here names a study.
 
 
+import os
+
 from medrepro.provenance import environment as _environment
 
 
@@ -10,6 +12,7 @@ localrules:
     leaderboard,
     environment,
     external_import,
+    crate,
 
 
 rule environment:
@@ -79,6 +82,63 @@ rule study_summary:
         "../scripts/study_summary.py"
 
 
+# Per trained run x seed: its learning curve and its selected checkpoint's TEST figure (a
+# confusion matrix, or predicted against true values), as the study's layout declares them. One
+# job per study: its figures are listed when the rules are read, so each study with trained runs
+# gets its own rule (study_figures_<study>), all running the same script.
+for _study, _figs in {
+    s: mw.training_figures(config, s, lay.training)
+    for s, lay in active_layouts().items()
+}.items():
+    if not _figs:
+        continue
+
+    rule:
+        name:
+            f"study_figures_{_study}"
+        input:
+            logs=[f["log"] for f in _figs],
+            metrics=[f["metrics"] for f in _figs],
+            units=[f["units"] for f in _figs if f["units"]],
+        output:
+            curves=[
+                report(
+                    f["curve"],
+                    caption="../report/learning_curve.rst",
+                    category=_study,
+                    subcategory=f["run"],
+                    labels={"figure": "learning curve", "seed": str(f["seed"])},
+                )
+                for f in _figs
+            ],
+            tests=[
+                report(
+                    f["test_png"],
+                    caption=f"../report/{f['test']['kind']}.rst",
+                    category=_study,
+                    subcategory=f["run"],
+                    labels={
+                        "figure": f"{f['test']['kind']} (test)",
+                        "seed": str(f["seed"]),
+                    },
+                )
+                for f in _figs
+                if f["test_png"]
+            ],
+            prov=f"{R}/{_study}/figures/training/study_figures.provenance.json",
+        log:
+            f"{R}/logs/{_study}/figures.log",
+        localrule: True
+        conda:
+            CONDA_ENV
+        params:
+            figures=_figs,
+            descriptor=mw.descriptor(config, _study),
+            code=mw.rule_code("study_figures.py"),
+        script:
+            "../scripts/study_figures.py"
+
+
 rule leaderboard:
     input:
         summaries=lambda w: [f"{R}/{s}/summary.csv" for s in active_layouts()],
@@ -113,3 +173,33 @@ rule leaderboard:
         code=mw.rule_code("leaderboard.py"),
     script:
         "../scripts/leaderboard.py"
+
+
+# The finished run as a Workflow Run RO-Crate (medrepro.crate): every job's provenance record
+# as an action, the workflow definition copied in as the crate's main entity. It runs last,
+# after the leaderboard and every other target of `rule all`. The workflow files are copied,
+# not inputs: editing the tree after a run does not make the crate describe code that did not
+# run (it is made again when the leaderboard is).
+rule crate:
+    input:
+        leaderboard=f"{R}/leaderboard.md",
+        # and whatever else `rule all` asks for: the crate is the run's last job
+        targets=lambda w: [
+            str(p)
+            for p in rules.all.input
+            if str(p) not in (f"{R}/leaderboard.md", f"{R}/ro-crate-metadata.json")
+        ],
+    output:
+        metadata=f"{R}/ro-crate-metadata.json",
+        workflow=directory(f"{R}/workflow-definition"),
+        prov=f"{R}/crate.provenance.json",
+    log:
+        f"{R}/logs/crate.log",
+    conda:
+        CONDA_ENV
+    params:
+        # the config files this run was given (relative to the working directory)
+        configfiles=[os.path.relpath(p) for p in workflow.configfiles],
+        code=mw.rule_code("crate.py"),
+    script:
+        "../scripts/crate.py"

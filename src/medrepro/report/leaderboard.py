@@ -47,11 +47,17 @@ def compute_usage(metrics_paths: list[Path]) -> dict:
 
 def write_leaderboard(summaries: list[Path], studies: list[str], descriptors: dict, bootstrap: dict, title: str,
                       out_md: Path, audits: list[Path] | None = None, template_dir: Path | None = None,
-                      environment: Path | None = None, own_tables: dict[str, Path] | None = None) -> str:
+                      environment: Path | None = None, own_tables: dict[str, Path] | None = None,
+                      efficiency_dir: Path | None = None) -> str:
     """``environment``: the run's package-set file (``results/environment.txt``); each section
     says whether the job records behind its rows name that package set. ``own_tables``: study ->
-    a Markdown table of its own (its field's ranking rules), shown instead of the generic one."""
+    a Markdown table of its own (its field's ranking rules), shown instead of the generic one.
+    ``efficiency_dir``: where the SLURM profile has the executor plugin write its efficiency
+    report (default: ``logs/`` beside the leaderboard); a section whose rows ran on SLURM links
+    it. The plugin writes the report when the workflow ends, after this file: the link names
+    the folder and the file name it will have, not a file that exists now."""
     sections = []
+    efficiency_dir = Path(efficiency_dir) if efficiency_dir is not None else Path(out_md).parent / "logs"
     env = None
     if environment is not None:
         env = {**read_environment(environment), "link": os.path.relpath(environment, out_md.parent)}
@@ -67,6 +73,7 @@ def write_leaderboard(summaries: list[Path], studies: list[str], descriptors: di
         sections.append({
             "study": study, "descriptor": desc, "rows": rows, "own_table": own, "data_kinds": sorted(set(df["data"].astype(str))),
             "usage": compute_usage([Path(p) for p in df["metrics_path"]]),
+            "efficiency": os.path.relpath(efficiency_dir, out_md.parent),
             "summary": os.path.relpath(summary_path, out_md.parent),
             "audit": audit_of.get(study),
             "bootstrap": {"iterations": int(desc.get("bootstrap", {}).get("iterations", bootstrap["iterations"])),

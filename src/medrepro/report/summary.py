@@ -112,7 +112,7 @@ def _load_units(paths: list[str]) -> list[pd.DataFrame]:
             for p in paths]
 
 
-def _paired_diff(leader: dict, other: dict, name: str, iterations: int, seed: int) -> tuple[float, float, float] | None:
+def paired_diff(leader: dict, other: dict, name: str, iterations: int, seed: int) -> tuple[float, float, float] | None:
     """Leader minus other on the test units both were evaluated on (same bootstrap draws for
     both); None when they share under half of either's units."""
     common = sorted(set(leader["units"]) & set(other["units"]))
@@ -183,7 +183,7 @@ def rank_study(summary: pd.DataFrame, descriptor: dict, iterations: int, seed: i
         elif not r["units"] or not leader["units"]:
             row["vs_leader"] = "not paired (no per-unit values)"
         else:
-            diff = _paired_diff(leader, r, primary, iterations, seed)
+            diff = paired_diff(leader, r, primary, iterations, seed)
             if diff is None:
                 row["vs_leader"] = "not paired (other test units)"
             else:

@@ -93,6 +93,7 @@ rule fracture_train:
         STUDY_CONDA_ENV
     threads: 1
     resources:
+        **mw.slurm_resources(config, "fracture", workflow),
         runtime=lambda w, attempt: mw.run_resource(
             config, "fracture", w.run, "runtime", 60, attempt
         ),
@@ -125,6 +126,7 @@ rule fracture_evaluate:
         STUDY_CONDA_ENV
     threads: 1
     resources:
+        **mw.slurm_resources(config, "fracture", workflow),
         runtime=lambda w, attempt: 30 * attempt,
         mem_mb=lambda w, attempt: 4000 * attempt,
         gpu=lambda w: mw.run_resource(config, "fracture", w.run, "gpu", 0),

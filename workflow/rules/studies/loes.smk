@@ -139,6 +139,7 @@ rule loes_train:
         STUDY_CONDA_ENV
     threads: 1
     resources:
+        **mw.slurm_resources(config, "loes", workflow),
         runtime=lambda w, attempt: mw.run_resource(
             config, "loes", w.run, "runtime", 60, attempt
         ),
@@ -171,6 +172,7 @@ rule loes_evaluate:
         STUDY_CONDA_ENV
     threads: 1
     resources:
+        **mw.slurm_resources(config, "loes", workflow),
         runtime=lambda w, attempt: 30 * attempt,
         mem_mb=lambda w, attempt: 4000 * attempt,
         gpu=lambda w: mw.run_resource(config, "loes", w.run, "gpu", 0),

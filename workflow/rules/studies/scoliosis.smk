@@ -162,6 +162,7 @@ rule scoliosis_train:
         STUDY_CONDA_ENV
     threads: 1
     resources:
+        **mw.slurm_resources(config, "scoliosis", workflow),
         runtime=lambda w, attempt: mw.run_resource(
             config, "scoliosis", w.run, "runtime", 60, attempt
         ),
@@ -195,6 +196,7 @@ rule scoliosis_evaluate:
         STUDY_CONDA_ENV
     threads: 1
     resources:
+        **mw.slurm_resources(config, "scoliosis", workflow),
         runtime=lambda w, attempt: 30 * attempt,
         mem_mb=lambda w, attempt: 4000 * attempt,
         gpu=lambda w: mw.run_resource(config, "scoliosis", w.run, "gpu", 0),

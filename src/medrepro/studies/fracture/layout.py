@@ -87,10 +87,22 @@ def challenge_inputs(config: dict) -> dict:
             "per_image": [f"{d}/runs/{r}/seed{s}/per_image.csv" for r, s in mw.run_seeds(config, NAME)]}
 
 
+def training(config: dict) -> list[mw.TrainingRun]:
+    """Each run x seed for its report figures: the learning curve, and the confusion matrix of
+    the presence call (``present``: the saved presence threshold) against the label on TEST."""
+    d = study_dir(config)
+    plot = mw.PredictionPlot("confusion", truth="label", pred="present", classes=("no fracture", "fracture"),
+                             what="presence call at the saved presence threshold")
+    return [mw.TrainingRun(r, s, log=f"{d}/runs/{r}/seed{s}/train_log.jsonl",
+                           metrics=f"{d}/runs/{r}/seed{s}/metrics.json", units=f"{d}/runs/{r}/seed{s}/per_image.csv",
+                           test=plot)
+            for r, s in mw.run_seeds(config, NAME)]
+
+
 def layout(config: dict, results: str) -> mw.Layout:
     d = study_dir(config)
     return mw.Layout(metrics=metrics_paths(config), targets=[f"{d}/challenge.csv"],
-                     audit=f"{results}/audit/{NAME}.md", section=f"{d}/challenge.md")
+                     audit=f"{results}/audit/{NAME}.md", section=f"{d}/challenge.md", training=training(config))
 
 
 def _cli(subparsers):

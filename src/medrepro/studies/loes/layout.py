@@ -158,11 +158,22 @@ def audit_inputs(config: dict) -> dict:
     }
 
 
+def training(config: dict) -> list[mw.TrainingRun]:
+    """Each run x seed for its report figures: the learning curve, and predicted against true
+    Loes score of the selected checkpoint on TEST (a regression: no confusion matrix)."""
+    plot = mw.PredictionPlot("scatter", truth="y_true", pred="y_pred", what="Loes score")
+    return [mw.TrainingRun(r, s, log=f"{run_dir(config, r, s)}/train_log.jsonl",
+                           metrics=f"{run_dir(config, r, s)}/metrics.json",
+                           units=f"{run_dir(config, r, s)}/predictions.csv", test=plot)
+            for r, s in mw.run_seeds(config, NAME)]
+
+
 def layout(config: dict, results: str) -> mw.Layout:
     d = study_dir(config)
     targets = [f"{d}/prep/{v}.png" for v in used_variants(config)]
     targets += [f"{cards_dir(config)}/{r}.md" for r in _cfg(config)["runs"]]
-    return mw.Layout(metrics=audit_inputs(config)["metrics"], targets=targets, audit=f"{results}/audit/{NAME}.md")
+    return mw.Layout(metrics=audit_inputs(config)["metrics"], targets=targets, audit=f"{results}/audit/{NAME}.md",
+                     training=training(config))
 
 
 def _cli(subparsers):

@@ -113,10 +113,21 @@ def audit_inputs(config: dict) -> dict:
     }
 
 
+def training(config: dict) -> list[mw.TrainingRun]:
+    """Each run x seed for its report figures: the learning curve, and the confusion matrix of
+    the selected checkpoint on TEST (classes named by the evaluation's metrics.json)."""
+    d = study_dir(config)
+    plot = mw.PredictionPlot("confusion", truth="y_true", pred="y_pred")
+    return [mw.TrainingRun(r, s, log=f"{d}/runs/{r}/seed{s}/train_log.jsonl",
+                           metrics=f"{d}/runs/{r}/seed{s}/metrics.json", units=f"{d}/runs/{r}/seed{s}/predictions.csv",
+                           test=plot)
+            for r, s in mw.run_seeds(config, NAME)]
+
+
 def layout(config: dict, results: str) -> mw.Layout:
     d = study_dir(config)
     return mw.Layout(metrics=audit_inputs(config)["metrics"], targets=[f"{d}/figures/skeleton_maps.png"],
-                     audit=f"{results}/audit/{NAME}.md")
+                     audit=f"{results}/audit/{NAME}.md", training=training(config))
 
 
 STUDY = mw.Study(name=NAME, descriptor=DESCRIPTOR, layout=layout)
