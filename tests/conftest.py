@@ -115,17 +115,22 @@ def tiny_local_results(tmp_path_factory):
 
 
 # --- two workers (pytest-xdist, `-n 2` in pyproject) ------------------------------------------
-#: Test files that share the session's tiny local run and the Slurm cluster: one worker, so
-#: both are built once. test_study_contract.py writes a probe file into src/: one worker too.
-SHARED_RUN = ("test_workflow.py", "test_integrity_workflow.py", "test_slurm_workflow.py", "test_slurm_cluster.py",
-              "test_crate_workflow.py", "test_diff_workflow.py", "test_report_workflow.py",
-              "test_slurm_timelimit.py")
-ONE_WORKER = {name: "shared-run" for name in SHARED_RUN} | {"test_study_contract.py": "contract"}
+#: Test files that share the session's tiny local run: one worker, so it is built once there.
+SHARED_RUN = ("test_workflow.py", "test_integrity_workflow.py", "test_crate_workflow.py", "test_diff_workflow.py",
+              "test_report_workflow.py")
+#: Test files on the Slurm test cluster (one cluster per machine at a time): one worker. That
+#: worker makes its own tiny local run for test_slurm_workflow.py to compare the SLURM run with.
+ON_SLURM = ("test_slurm_cluster.py", "test_slurm_timelimit.py", "test_slurm_workflow.py")
+#: test_study_contract.py writes a probe file into src/: one worker too.
+ONE_WORKER = ({name: "shared-run" for name in SHARED_RUN} | {name: "slurm" for name in ON_SLURM}
+              | {"test_study_contract.py": "contract"})
 
 
 def pytest_xdist_make_scheduler(config, log):
     """Every other test is shared out one by one. (xdist's own `--dist loadgroup` does not
-    group under this pytest: the scheduler below does the grouping by file name.)"""
+    group under this pytest: the scheduler below does the grouping by file name.) xdist hands
+    out the largest groups first, so the tiny-run group and the Slurm group start at once, one on
+    each worker."""
     from xdist.scheduler import LoadScopeScheduling
 
     class GroupScheduling(LoadScopeScheduling):

@@ -60,8 +60,8 @@ class TrainingRun:
 def export_src(src: str | Path) -> str:
     """Put ``src`` first on ``PYTHONPATH`` for every job this Snakemake starts, so each job's
     script imports medrepro from the workflow's own tree (the modules its code params hash) in
-    the venv, a conda env (``--sdm conda``) or a container (``--sdm apptainer``) alike. Returns
-    the new value."""
+    a conda env (``--sdm conda``) or a container (``--sdm apptainer``), where medrepro is not
+    installed. Returns the new value."""
     import os
 
     src = str(Path(src).resolve())

@@ -172,7 +172,7 @@ def test_editing_the_pose_readers_reruns_skeleton_maps_pav_and_everything_after(
 def test_editing_a_shared_template_reruns_only_the_leaderboard(done):
     wd, _ = done
     jobs = _plan_after_edit(wd, "workflow/templates/leaderboard.md.j2", planned_jobs)
-    assert jobs == {"leaderboard": 1, "all": 1}
+    assert jobs == {"leaderboard": 1, "crate": 1, "all": 1}
 
 
 def test_every_job_imported_only_modules_its_code_param_covers(done):

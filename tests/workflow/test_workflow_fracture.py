@@ -87,7 +87,7 @@ def test_a_labs_result_folder_enters_the_section(done, tmp_path):
     cfg["studies"]["fracture"]["external"] = {"lab": {"path": str(lab), "data": "real"}}
     write_config(wd, cfg)
     assert set(planned_jobs(wd)) == {"external_import", "fracture_challenge", "fracture_audit", "study_summary",
-                                     "leaderboard", "all"}
+                                     "leaderboard", "crate", "all"}
     snakemake(wd, "-c", "2", timeout=300)
     section = (wd / "results/leaderboard.md").read_text().split("(`fracture`)", 1)[1]
     sha = sha256_file(lab / "dg_aug_seeds" / "seed_2025" / "final_test_metrics.json")

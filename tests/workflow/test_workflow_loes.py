@@ -129,7 +129,7 @@ def test_external_predictions_enter_the_section_and_only_aggregation_reruns(done
     cfg["studies"]["loes"]["external"] = {"lab_model": {"path": str(ext), "data": "synthetic"}}
     write_config(wd, cfg)
     jobs = planned_jobs(wd)
-    assert set(jobs) == {"external_import", "study_summary", "leaderboard", "loes_audit", "all"}, jobs
+    assert set(jobs) == {"external_import", "study_summary", "leaderboard", "loes_audit", "crate", "all"}, jobs
     snakemake(wd, "-c", "2", timeout=300)
     m = json.loads((res / "loes/external/lab_model/metrics.json").read_text())
     from medrepro.fsutil import sha256_file
