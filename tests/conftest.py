@@ -94,32 +94,56 @@ def slurm_cluster(tmp_path_factory):
             shutil.rmtree(state_dir / "mysql", ignore_errors=True)
 
 
-# --- the tiny config run locally, once per session -----------------------------
+# --- the tiny config run locally, once per test session ------------------------
 @pytest.fixture(scope="session")
-def tiny_local_results(tmp_path_factory):
+def tiny_local_results(tmp_path_factory, worker_id):
     """The TINY config (tests/workflow_utils.py) run locally, ``snakemake -c 2``, default target.
 
-    Shared by the tests that need a finished local run: tests/test_workflow.py and the
-    reference results that tests/test_slurm_workflow.py compares the SLURM run against.
-    Returns ``workdir``, ``proc`` (the CompletedProcess) and ``seconds``. Tests must not
-    change its results (dry runs and restored edits only).
+    Shared by the tests that need a finished local run: tests/test_workflow.py and the others in
+    SHARED_RUN, and the reference results that tests/test_slurm_workflow.py compares the SLURM
+    run against. It is run once per pytest session: under xdist the first worker to ask runs it,
+    under a lock, in the folder the workers share; every worker then gets its own copy (47 MB,
+    under a second), so one worker's restored edits never meet another worker's reads.
+    Returns ``workdir``, ``proc`` (the CompletedProcess), ``seconds`` (of the run) and
+    ``built_here`` (this worker ran it). Tests must not change its results (dry runs and
+    restored edits only).
     """
+    import fcntl
+    import json
+
     from workflow_utils import make_workdir, snakemake
 
-    workdir = make_workdir(tmp_path_factory.mktemp("tiny-local"))
-    t0 = time.monotonic()
-    proc = snakemake(workdir, "-c", "2", timeout=1200)
-    seconds = time.monotonic() - t0
-    print(f"\n[tiny_local_results] local run of the tiny config: {seconds:.1f} s")
-    return SimpleNamespace(workdir=workdir, proc=proc, seconds=seconds)
+    shared = tmp_path_factory.getbasetemp()
+    if worker_id != "master":  # popen-gwN/ -> the session's folder, shared by the workers
+        shared = shared.parent
+    build, done = shared / "tiny-local-build", shared / "tiny-local-build.json"
+    built_here = False
+    with open(shared / "tiny-local-build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also on a failure
+        if not done.exists():
+            shutil.rmtree(build, ignore_errors=True)  # a failed earlier attempt of this session
+            workdir = make_workdir(build)
+            t0 = time.monotonic()
+            proc = snakemake(workdir, "-c", "2", timeout=1200)
+            done.write_text(json.dumps({"seconds": time.monotonic() - t0, "args": proc.args,
+                                        "returncode": proc.returncode, "stdout": proc.stdout,
+                                        "stderr": proc.stderr}))
+            built_here = True
+    record = json.loads(done.read_text())
+    workdir = tmp_path_factory.mktemp("tiny-local") / "run"
+    shutil.copytree(build, workdir, symlinks=True)
+    proc = subprocess.CompletedProcess(record["args"], record["returncode"], record["stdout"], record["stderr"])
+    print(f"\n[tiny_local_results] local run of the tiny config: {record['seconds']:.1f} s "
+          f"({'run by this worker' if built_here else 'run by another worker, copied'})")
+    return SimpleNamespace(workdir=workdir, proc=proc, seconds=record["seconds"], built_here=built_here)
 
 
 # --- two workers (pytest-xdist, `-n 2` in pyproject) ------------------------------------------
 #: Test files that share the session's tiny local run: one worker, so it is built once there.
 SHARED_RUN = ("test_workflow.py", "test_integrity_workflow.py", "test_crate_workflow.py", "test_diff_workflow.py",
               "test_report_workflow.py")
-#: Test files on the Slurm test cluster (one cluster per machine at a time): one worker. That
-#: worker makes its own tiny local run for test_slurm_workflow.py to compare the SLURM run with.
+#: Test files on the Slurm test cluster (one cluster per machine at a time): one worker. The tiny
+#: local run that test_slurm_workflow.py compares the SLURM run with is the shared one (above).
 ON_SLURM = ("test_slurm_cluster.py", "test_slurm_timelimit.py", "test_slurm_workflow.py")
 #: test_study_contract.py writes a probe file into src/: one worker too.
 ONE_WORKER = ({name: "shared-run" for name in SHARED_RUN} | {name: "slurm" for name in ON_SLURM}

@@ -4,10 +4,10 @@ On the real single-node test cluster (tests/slurm/README.md), one module fixture
 side:
 
 1. **time limit**: one training run through `--profile slurm` whose first attempt's time limit
-   (the run's ``runtime``) expires mid-training. The profile's ``--signal=TERM@<lead>`` reaches the
-   training process, which saves its resume state and fails; Snakemake's retry (runtime x 2)
-   resumes from it. Beside it, the same run trains locally without interruption: both end with
-   the same checkpoint bytes.
+   expires mid-training. The profile's ``--signal=TERM@<lead>`` reaches the training process,
+   which saves its resume state and fails; Snakemake's retry (runtime x 2) resumes from it.
+   Beside it, the same run trains locally without interruption: both end with the same
+   checkpoint bytes.
 2. **group**: once the first attempt has been stopped, a second copy of the workflow runs one more
    small run with ``MEDREPRO_SLURM_GROUP_EVAL=1``: its training and evaluation go out as one
    sbatch job, with the run's `gres`, `constraint`, `qos`, `slurm_partition`, `slurm_extra` and
@@ -15,13 +15,19 @@ side:
 
 Both SLURM invocations write the plugin's efficiency report under ``results/logs/``.
 
-Timing (why the numbers below): slurmctld checks time limits and ``--signal`` every 30 s, so the
-signal comes up to 30 s before ``runtime - lead``; each attempt spends some 15-30 s starting two
-Snakemake processes (the batch step's and the srun step's) before training begins. With runtime
-2 min and a 50 s lead, the signal comes 40-70 s after the job started: the training must have
-started by then (it has) and not be finished: the run's iterations are sized to this machine's
-speed, measured just before, for about ``TRAIN_SECONDS`` of training. The retry has 4 min, its
-signal comes after 2m40s: it finishes first.
+Timing (why it is done this way): slurmctld checks time limits and ``--signal`` every 30 s, and
+each attempt spends some 15-30 s starting two Snakemake processes (the batch step's and the srun
+step's) before training begins. A limit fixed at submission would have to fall inside a training
+whose speed depends on what else the machine runs at that moment (the other test worker): when
+the speed was measured under load and the training then ran alone, it finished before the
+signal. So the first attempt is submitted with the run's ``runtime`` (10 min), and once its log
+shows the first progress line (5 % of the steps) the test shortens that job's limit with
+``scontrol update TimeLimit=``. Slurm keeps limits in whole minutes: the new limit is the first
+whole minute at least ``MARGIN`` seconds after the job's elapsed time. With the profile's own lead
+of 120 s, the signal time (limit - lead) has then already passed, so slurmctld sends the signal at
+its next check, 0-30 s later, while about 95 % of the training (sized to about ``TRAIN_SECONDS``
+at the speed measured just before) is left, and the job has at least ``MARGIN`` - 30 s to save
+its state before the limit. The retry has 20 minutes.
 """
 
 from __future__ import annotations
@@ -44,9 +50,10 @@ from workflow_utils import REPO, SNAKEMAKE, TINY, full_config, make_workdir, sna
 STUDY = "scoliosis"
 RUN = "timelimit"
 GROUPED = "grouped"
-TRAIN_SECONDS = 80  # the run's training time on this machine, uninterrupted (iterations from it)
-RUNTIME = 2  # minutes: the first attempt's time limit
-LEAD = 50  # seconds: the test's --signal lead (the profile's is 120 s)
+TRAIN_SECONDS = 100  # the run's training time on this machine, uninterrupted (iterations from it)
+RUNTIME = 10  # minutes: the run's runtime (the first attempt's limit until the test shortens it)
+MARGIN = 60  # seconds: the shortened limit is the first whole minute at least this after the elapsed time
+LEAD = 120  # seconds: the profile's --signal lead (more than MARGIN + 60: the signal is due at once)
 TIMEOUT = 540
 # the grouped run's SLURM resources, all passed through to sbatch (the test cluster has the
 # feature `medrepro` on its node, the QOS `normal` and one fake GPU)
@@ -115,6 +122,35 @@ def start_slurm(workdir: Path, env: dict, target: str) -> SimpleNamespace:
     return SimpleNamespace(cmd=cmd, proc=proc, handle=handle, path=out, t0=time.monotonic())
 
 
+def seconds_of(text: str) -> int:
+    """Slurm's elapsed / limit format (``[D-]H:MM:SS``, ``M:SS``) in seconds."""
+    days, _, clock = text.strip().rpartition("-")
+    seconds = 0
+    for part in clock.split(":"):
+        seconds = seconds * 60 + int(part)
+    return seconds + 86400 * int(days or 0)
+
+
+def shorten_limit_once_training(job: SimpleNamespace, log_pattern: str) -> SimpleNamespace:
+    """Wait for the first attempt's first progress line in its SLURM log, then set that job's
+    time limit to the first whole minute MARGIN seconds or more after its elapsed time
+    (``scontrol update``): the limit expires mid-training whatever this machine's speed is."""
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline and job.proc.poll() is None:
+        m = re.search(rf"Job \S+ has been submitted with SLURM jobid (\d+) \(log: ([^)]+)\)", job.path.read_text())
+        if m and Path(m.group(2)).is_file() and re.search(log_pattern, Path(m.group(2)).read_text()):
+            job_id = m.group(1)
+            elapsed = seconds_of(subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%M"], capture_output=True,
+                                                text=True, timeout=60, check=True).stdout)
+            limit = -(-(elapsed + MARGIN) // 60) * 60
+            subprocess.run(["scontrol", "update", f"JobId={job_id}", f"TimeLimit={limit // 60}"],
+                           capture_output=True, text=True, timeout=60, check=True)
+            return SimpleNamespace(job_id=job_id, elapsed=elapsed, limit=limit)
+        time.sleep(0.5)
+    pytest.fail(f"the first attempt showed no progress line before it ended:\n{job.path.read_text()[-6000:]}",
+                pytrace=False)
+
+
 def finish(job: SimpleNamespace) -> SimpleNamespace:
     rc = job.proc.wait()
     job.handle.close()
@@ -160,10 +196,8 @@ def timelimit_run(slurm_cluster, tmp_path_factory):
     t0 = time.monotonic()
     root = tmp_path_factory.mktemp("slurm-timelimit")
     wd = make_workdir(root / "slurm", base_config())
-    profile = wd / "profiles" / "slurm" / "config.v9+.yaml"
-    text = profile.read_text()
-    assert "--signal=TERM@120" in text, "the profile no longer asks for --signal=TERM@120"
-    profile.write_text(text.replace("--signal=TERM@120", f"--signal=TERM@{LEAD}"))
+    profile = (wd / "profiles" / "slurm" / "config.v9+.yaml").read_text()
+    assert f"--signal=TERM@{LEAD}" in profile, f"the profile no longer asks for --signal=TERM@{LEAD}"
     # data, manifest and split on this machine (light; the subject here is the training job)
     snakemake(wd, "-c", "2", f"results/{STUDY}/data/manifest.json", f"results/{STUDY}/splits/112.json",
               timeout=300)
@@ -184,6 +218,7 @@ def timelimit_run(slurm_cluster, tmp_path_factory):
                               "config/tiny.yaml", "-c", "1", checkpoint], cwd=ref, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     limited = start_slurm(wd, env, checkpoint)
+    shortened = shorten_limit_once_training(limited, rf"step \d+/{iterations} ")
     # the group run once the first attempt has been stopped (not to slow the start of its training)
     while not run_dir(wd, RUN).joinpath("resume.pt").exists() and limited.proc.poll() is None:
         time.sleep(1)
@@ -197,7 +232,7 @@ def timelimit_run(slurm_cluster, tmp_path_factory):
           f"{len(limited.submitted)} SLURM jobs; group run: {group.seconds:.1f} s, exit {group.rc}; "
           f"fixture: {time.monotonic() - t0:.1f} s")
     return SimpleNamespace(wd=wd, ref=ref, grouped=grouped, limited=limited, group=group,
-                           cluster=slurm_cluster, iterations=iterations)
+                           cluster=slurm_cluster, iterations=iterations, shortened=shortened)
 
 
 # ------------------------------------------------------------------- tests ---
@@ -212,9 +247,12 @@ def test_time_limit_mid_training_saves_state_and_the_retry_resumes(timelimit_run
     first, last = jobs[attempts[0]], jobs[attempts[-1]]
     # attempt 1: stopped by SLURM (the signal before the limit, or the limit itself), exit 143
     assert first["State"] in ("FAILED", "TIMEOUT", "CANCELLED"), first
-    assert first["Timelimit"] == f"00:{RUNTIME:02d}:00", first
+    shortened = timelimit_run.shortened
+    assert shortened.job_id == attempts[0]
+    assert seconds_of(first["Timelimit"]) == shortened.limit, (first, shortened)  # the limit the test set
+    assert run.sbatch and f" -t {RUNTIME} " in run.sbatch[0], run.sbatch  # submitted with the run's runtime
     assert last["State"] == "COMPLETED", last
-    assert last["Timelimit"] == f"00:{RUNTIME * len(attempts):02d}:00", last  # runtime x attempt
+    assert seconds_of(last["Timelimit"]) == RUNTIME * len(attempts) * 60, last  # runtime x attempt
     # the signal came from SLURM and reached the Python training process inside `srun snakemake`
     log1 = Path(run.submitted[attempts[0]]).read_text()
     assert re.search(r"STEP \d+\.0 ON \S+ CANCELLED AT", log1) or "DUE TO TIME LIMIT" in log1, log1[-4000:]
@@ -224,7 +262,7 @@ def test_time_limit_mid_training_saves_state_and_the_retry_resumes(timelimit_run
     assert "Will exit after finishing currently running jobs" in log1  # the job step's snakemake waited
     # ... and it was the --signal, before the limit: the job ended on its own, exit 143 inside
     h, mi, se = (int(x) for x in first["Elapsed"].split(":"))
-    assert h * 3600 + mi * 60 + se < RUNTIME * 60, first
+    assert h * 3600 + mi * 60 + se < shortened.limit, first
     assert "returned non-zero exit status 143" in log1, log1[-4000:]
     assert all(f"--signal=TERM@{LEAD}" in call for call in run.sbatch), run.sbatch
     # the retry resumed from that state: the training job's provenance says so
@@ -244,7 +282,8 @@ def test_time_limit_mid_training_saves_state_and_the_retry_resumes(timelimit_run
     assert a.read_bytes() == b.read_bytes()
     local_summary = json.loads(run_dir(timelimit_run.ref, RUN).joinpath("train_summary.json").read_text())
     assert local_summary["selected_eval"] == summary["selected_eval"]
-    print(f"[slurm-timelimit] attempt 1 (job {attempts[0]}, {first['State']} {first['ExitCode']}, "
+    print(f"[slurm-timelimit] attempt 1 (job {attempts[0]}, limit set to {first['Timelimit']} at "
+          f"{shortened.elapsed} s elapsed; {first['State']} {first['ExitCode']}, "
           f"{first['Elapsed']}) saved at step {saved}/{timelimit_run.iterations}; {len(attempts)} attempts; "
           f"the retry resumed from step {resume['from_step']}; weights equal the local run's")
 
